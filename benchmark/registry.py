@@ -10,7 +10,6 @@ carry options after a colon and pre-aggregators before a plus sign:
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import importlib
@@ -207,6 +206,3 @@ def resolve(kind: str, text: str) -> list[Component]:
 def label(components: list[Component]) -> str:
     return "+".join(component.label for component in components)
 
-
-def spec_fields(spec: Any) -> dict[str, Any]:
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}

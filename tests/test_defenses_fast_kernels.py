@@ -1,4 +1,4 @@
-"""The fast shared kernels of benchmark.api against their plain float64 / whole-matrix
+"""The fast shared kernels (benchmark.distances, benchmark.coordinates) against their plain float64 / whole-matrix
 forms: float32 pairwise distances (error bound, which Gram matrix is used, row order,
 non-finite rows, TF32), the rules built on them, and the block-wise column sort."""
 import math
@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from benchmark import api, registry
+from benchmark import distances as distance_kernels
+from benchmark.coordinates import COLUMN_BLOCK
 from benchmark.api import Aggregated
 
 N, D = 15, 3000  # D > GRAM_CHUNK and not a multiple of it: full chunks and a remainder
@@ -15,7 +17,7 @@ N, D = 15, 3000  # D > GRAM_CHUNK and not a multiple of it: full chunks and a re
 @pytest.fixture(autouse=True)
 def float32_path_at_any_size(monkeypatch):
     """The float32 Gram matrix is used from FLOAT32_GRAM_MIN_ENTRIES; test it on small inputs."""
-    monkeypatch.setattr(api, "FLOAT32_GRAM_MIN_ENTRIES", 0)
+    monkeypatch.setattr(distance_kernels, "FLOAT32_GRAM_MIN_ENTRIES", 0)
 
 
 def reference_distances(x):
@@ -53,8 +55,9 @@ LAYOUTS = layouts()
 def test_float32_distances_within_the_documented_bound(name, monkeypatch):
     x, grams = LAYOUTS[name]
     calls = []
-    chunked = api._chunked_gram
-    monkeypatch.setattr(api, "_chunked_gram", lambda rows: calls.append(1) or chunked(rows))
+    chunked = distance_kernels._chunked_gram
+    monkeypatch.setattr(distance_kernels, "_chunked_gram",
+                        lambda rows: calls.append(1) or chunked(rows))
     distances, finite = api.distances_and_finite(x)
     expected = reference_distances(x)
     assert finite.all() and distances.dtype == torch.float64
@@ -65,7 +68,7 @@ def test_float32_distances_within_the_documented_bound(name, monkeypatch):
     off_diagonal = ~torch.eye(N, dtype=torch.bool)
     scale = torch.maximum(expected, expected[off_diagonal].median())
     error = ((distances - expected).abs() / torch.where(scale > 0, scale, 1))[off_diagonal]
-    assert error.max() <= api.DISTANCE_TOLERANCE * 1.01  # the guarantee
+    assert error.max() <= distance_kernels.DISTANCE_TOLERANCE * 1.01  # the guarantee
     assert error.max() <= 1e-5  # what it is in practice (float32 rounding, not the bound)
     assert torch.equal(distances, distances.T) and not distances.diagonal().any()
     if name in ("duplicates", "small integers"):  # exact products: exact distances
@@ -76,23 +79,23 @@ def test_the_guard_rejects_an_inaccurate_float32_gram_matrix():
     """Far from the origin, the bound of the rows' own Gram matrix exceeds the tolerance
     (so the kernel centres them), while the centred rows pass."""
     x, _ = LAYOUTS["offset 1000x"]
-    gram = api._chunked_gram(x)
-    assert api._error_ratio(gram.diagonal(), api._distances_from_gram(gram)) \
-        > api.DISTANCE_TOLERANCE
-    centred = api._chunked_gram(x - x[0])
-    assert api._error_ratio(centred.diagonal(), api._distances_from_gram(centred)) \
-        <= api.DISTANCE_TOLERANCE
+    gram = distance_kernels._chunked_gram(x)
+    assert distance_kernels._error_ratio(gram.diagonal(), distance_kernels._distances_from_gram(gram)) \
+        > distance_kernels.DISTANCE_TOLERANCE
+    centred = distance_kernels._chunked_gram(x - x[0])
+    assert distance_kernels._error_ratio(centred.diagonal(), distance_kernels._distances_from_gram(centred)) \
+        <= distance_kernels.DISTANCE_TOLERANCE
 
 
 def test_the_error_constant_covers_a_float32_dot_product():
-    u, k = 2.0 ** -24, api.GRAM_CHUNK
-    assert api.FLOAT32_GRAM_ERROR >= k * u / (1 - k * u) + 2 * u
+    u, k = 2.0 ** -24, distance_kernels.GRAM_CHUNK
+    assert distance_kernels.FLOAT32_GRAM_ERROR >= k * u / (1 - k * u) + 2 * u
     g = torch.Generator().manual_seed(1)
     y = torch.randn(4, k, generator=g) + 3
     exact = y.double() @ y.double().T
-    error = (api._chunked_gram(y) - exact).abs()
+    error = (distance_kernels._chunked_gram(y) - exact).abs()
     norms = y.double().norm(dim=1)
-    assert (error <= api.FLOAT32_GRAM_ERROR * norms[:, None] * norms[None, :]).all()
+    assert (error <= distance_kernels.FLOAT32_GRAM_ERROR * norms[:, None] * norms[None, :]).all()
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
@@ -166,7 +169,7 @@ def test_float32_rules_select_what_float64_selects(rule, options, seed):
 
 def column_inputs(dtype):
     g = torch.Generator().manual_seed(5)
-    d = 2 * api.COLUMN_BLOCK + 5
+    d = 2 * COLUMN_BLOCK + 5
     x = torch.randint(-3, 4, (10, d), generator=g).to(dtype)  # ties everywhere
     x[:, ::2] = torch.randn(10, (d + 1) // 2, generator=g, dtype=dtype)
     x[3, 10], x[7, 4100], x[1, 8196] = math.nan, math.inf, -math.inf
@@ -209,17 +212,17 @@ def test_mean_around_median_is_mean_closest_to_the_median():
 
 
 def test_small_float32_inputs_use_float64(monkeypatch):
-    monkeypatch.setattr(api, "FLOAT32_GRAM_MIN_ENTRIES", N * D + 1)
+    monkeypatch.setattr(distance_kernels, "FLOAT32_GRAM_MIN_ENTRIES", N * D + 1)
     x = LAYOUTS["near the origin"][0]
     assert torch.equal(api.pairwise_sq_distances(x), reference_distances(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("extra", [0, 7, api.COLUMN_BLOCK - 1])
+@pytest.mark.parametrize("extra", [0, 7, COLUMN_BLOCK - 1])
 def test_mean_of_rows_by_blocks_is_the_plain_mean(dtype, extra):
     """Multi-Krum promises x[selected].mean(dim=0) bit for bit (tests/test_defenses.py)."""
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(13, 2 * api.COLUMN_BLOCK + extra, generator=g, dtype=dtype)
+    x = torch.randn(13, 2 * COLUMN_BLOCK + extra, generator=g, dtype=dtype)
     for count in (1, 4, 13):
         selected = torch.randperm(13, generator=g)[:count]
         assert torch.equal(api.mean_of_rows(x, selected), x[selected].mean(dim=0))

@@ -1,0 +1,108 @@
+"""Coordinate-wise building blocks shared by defenses (median, trimmed means, Phocas,
+MeaMed, Bulyan): each coordinate's n values, sorted, block by block on CPU."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+COLUMN_BLOCK = 4096  # columns per block where a kernel works block by block on CPU (in cache)
+
+
+def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
+    """Coordinate-wise median; for an even count, the mean of the two middle values.
+    NaN counts as larger than +inf (see `sorted_coordinates`)."""
+    return coordinate_statistic(gradients, median_of_sorted)
+
+
+def median_of_sorted(ordered: torch.Tensor) -> torch.Tensor:
+    """The coordinate-wise median of values already sorted along dim 0."""
+    n = ordered.shape[0]
+    if n % 2:
+        return ordered[n // 2]
+    return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+
+# Coordinate-wise statistics sort each coordinate's n values. On CPU, numpy sorts; torch's
+# CPU sort along the short axis of an (n, d) tensor is about 10 times slower, and numpy's
+# along axis 0 sorts one strided column at a time. Copying a block of COLUMN_BLOCK columns
+# transposed (its columns become contiguous rows, the block stays in cache) and sorting
+# the rows is about 1.4 times faster (n = 51, d = 79,510, one thread).
+
+
+def _numpy_sorts(gradients: torch.Tensor) -> bool:
+    return gradients.device.type == "cpu" and gradients.dtype in (torch.float32, torch.float64)
+
+
+def _sorted_blocks(gradients: torch.Tensor):
+    """(start column, Tensor[n, m] of m columns sorted along dim 0), block by block."""
+    if not _numpy_sorts(gradients):
+        yield 0, gradients.sort(dim=0).values
+        return
+    values = gradients.numpy()
+    for start in range(0, values.shape[1], COLUMN_BLOCK):
+        rows = np.ascontiguousarray(values[:, start:start + COLUMN_BLOCK].T)
+        rows.sort(axis=1)
+        yield start, torch.from_numpy(rows).T
+
+
+def sorted_coordinates(gradients: torch.Tensor) -> torch.Tensor:
+    """Each coordinate's values in ascending order (Tensor[n, d]). NaN sorts after +inf
+    (numpy and torch agree), so at most f non-finite entries per coordinate land among
+    the f largest or smallest."""
+    if not _numpy_sorts(gradients):
+        return gradients.sort(dim=0).values
+    ordered = torch.empty_like(gradients)
+    for start, block in _sorted_blocks(gradients):
+        ordered[:, start:start + block.shape[1]] = block
+    return ordered
+
+
+def coordinate_statistic(gradients: torch.Tensor, statistic) -> torch.Tensor:
+    """statistic(ordered) -> Tensor[m] for each block `ordered` (Tensor[n, m]) of the
+    coordinates sorted along dim 0 (as by `sorted_coordinates`), put together as a
+    Tensor[d]: the sorted matrix is never written out whole."""
+    result = gradients.new_empty(gradients.shape[1])
+    for start, block in _sorted_blocks(gradients):
+        result[start:start + block.shape[1]] = statistic(block)
+    return result
+
+
+def mean_closest(ordered: torch.Tensor, center: torch.Tensor, count: int) -> torch.Tensor:
+    """Per coordinate, the mean of the `count` values closest to `center`.
+
+    `ordered` comes from `sorted_coordinates`; between two values at the same distance
+    the smaller one wins, so the result does not depend on the order of the rows.
+    The `count` closest values form a window of the sorted column starting at the
+    number of positions s where sliding the window from s to s + 1 does not lose:
+    slide(s) = ordered[s + count] - center < center - ordered[s]. That predicate is
+    monotone in s (true, then false), so with n - count <= count the window holds the
+    middle rows n - count .. count - 1 and, of each pair (ordered[r], ordered[r + count])
+    for r < n - count, exactly one: the upper one iff slide(r).
+    """
+    n = ordered.shape[0]
+    extra = n - count
+    if extra <= 0:
+        return ordered.mean(dim=0)
+    low, high = ordered[:extra], ordered[count:]
+    slide = (high - center) < (center - low)
+    if extra > count:  # a small window (bulyan's): pick its rows
+        window = slide.sum(dim=0) + torch.arange(count, device=ordered.device)[:, None]
+        return ordered.gather(0, window).mean(dim=0)
+    return (torch.where(slide, high, low).sum(dim=0) + ordered[extra:count].sum(dim=0)) / count
+
+
+def mean_around_median(ordered: torch.Tensor, count: int) -> torch.Tensor:
+    """mean_closest(ordered, median_of_sorted(ordered), count), faster for a window
+    smaller than half the rows (bulyan's): the median lies between rows m - 1 and m
+    (m = n // 2), so slide(r) holds for r < m - count (the rows r..m - 1 may also all
+    equal the median; then both windows hold `count` copies of it) and fails for r >= m;
+    only the rows in between are compared."""
+    n = ordered.shape[0]
+    extra, center = n - count, median_of_sorted(ordered)
+    if extra <= count:
+        return mean_closest(ordered, center, count)
+    low, high = max(0, n // 2 - count), min(extra, n // 2)
+    slide = (ordered[low + count:high + count] - center) < (center - ordered[low:high])
+    window = slide.sum(dim=0) + torch.arange(low, low + count, device=ordered.device)[:, None]
+    return ordered.gather(0, window).mean(dim=0)
