@@ -82,29 +82,60 @@ def _distances_from_gram(gram: torch.Tensor) -> torch.Tensor:
     return distances.fill_diagonal_(0)
 
 
+# The Gram matrix is symmetric: only the blocks on and below the diagonal are computed,
+# GRAM_BLOCK_COLUMNS columns at a time, then mirrored: at n = 51 on one CPU thread (MKL),
+# about 0.8 of the time of x @ x.T (one product over all chunks: 1.1). Each operand of
+# each product has at least GRAM_MIN_ROWS rows (extended upwards, recomputing a few
+# entries): BLAS may sum thinner products in another order, and every entry must be
+# computed alike wherever its rows sit, so that row order changes nothing.
+GRAM_BLOCK_COLUMNS = 32
+GRAM_MIN_ROWS = 16
+
+
+def _gram_blocks(n: int) -> list[tuple[int, int, int]]:
+    """(first row, first column, end column) of each product: rows first: of the Gram
+    matrix, columns first column:end column."""
+    low = max(0, n - GRAM_MIN_ROWS)
+    return [(min(start, low), min(start, low), min(start + GRAM_BLOCK_COLUMNS, n))
+            for start in range(0, n, GRAM_BLOCK_COLUMNS)]
+
+
 def _chunked_gram(rows: torch.Tensor) -> torch.Tensor:
-    """The float32 Gram matrix of `rows`, over chunks of GRAM_CHUNK columns summed in float64."""
+    """The float32 Gram matrix of `rows`, over chunks of GRAM_CHUNK columns summed in
+    float64 (one block column at a time, see _gram_blocks)."""
     n, d = rows.shape
+    gram = rows.new_empty((n, n), dtype=torch.float64)
     whole = d - d % GRAM_CHUNK
     chunks = rows[:, :whole].reshape(n, -1, GRAM_CHUNK).transpose(0, 1)
-    gram = torch.bmm(chunks, chunks.transpose(1, 2)).sum(dim=0, dtype=torch.float64)
-    if whole < d:
-        rest = rows[:, whole:]
-        gram += (rest @ rest.T).to(torch.float64)
+    rest = rows[:, whole:]
+    for first, start, end in _gram_blocks(n):
+        block = gram[first:, start:end]
+        if whole:
+            products = torch.bmm(chunks[:, first:], chunks[:, start:end].transpose(1, 2))
+            block.copy_(products.to(torch.float64).sum(dim=0))  # faster than sum(dtype=)
+        else:
+            block.zero_()
+        if whole < d:
+            block += rest[first:] @ rest[start:end].T
+        gram[start:end, end:] = gram[end:, start:end].T
     return gram
 
 
 def _error_ratio(sq_norms: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
     """max over pairs i != j of the error bound / max(D_ij, median off-diagonal D)."""
-    n = len(distances)
-    if n < 2:
+    if len(distances) < 2:
         return distances.new_zeros(())
     lengths = sq_norms.clamp_min(0).sqrt()
-    bound = FLOAT32_GRAM_ERROR * (lengths[:, None] + lengths[None, :]) ** 2
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=distances.device)
-    scale = torch.maximum(distances, distances[off_diagonal].median())
+    bound = (lengths[:, None] + lengths[None, :]).square_().mul_(FLOAT32_GRAM_ERROR)
+    scale = distances.clamp_min(_off_diagonal(distances).median())
     ratio = torch.where(bound > 0, bound / scale, 0)  # bound > 0 = scale: inf, fails
-    return ratio[off_diagonal].max()
+    return _off_diagonal(ratio).max()
+
+
+def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """The off-diagonal entries of a contiguous square matrix, as an [n - 1, n] view."""
+    n = len(matrix)
+    return matrix.flatten()[1:].view(n - 1, n + 1)[:, :n]
 
 
 def _float32_distances(x: torch.Tensor) -> torch.Tensor | None:
