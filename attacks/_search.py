@@ -55,16 +55,19 @@ def line_maximize(objective: Callable[[float], float], budget: int, step: float 
 
 
 def along(honest: torch.Tensor, f: int, defense, direction: torch.Tensor, factor: float,
-          search: int) -> torch.Tensor:
-    """f copies of mean + x·direction, x = factor, or the line search's x when search > 0."""
-    mean = honest.mean(dim=0)
+          search: int, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """f copies of mean + x·direction, x = factor, or the line search's x when search > 0;
+    `mean`: the honest mean if the caller has it. The copies are one row expanded (a view:
+    the harness copies the rows where it needs them)."""
+    if mean is None:
+        mean = honest.mean(dim=0)
     if search:
         def objective(x: float) -> float:
             byzantine = (mean + x * direction).expand(f, -1)
             aggregate = defense(torch.cat([honest, byzantine]))
             return float((aggregate - mean).square().sum())
         factor, _, _ = line_maximize(objective, search)
-    return (mean + factor * direction).expand(f, -1).clone()
+    return (mean + factor * direction).expand(f, -1)
 
 
 def check_search(search: int) -> str | None:

@@ -1,21 +1,30 @@
 """A little is enough: every Byzantine worker sends mean ± factor·σ (coordinate-wise)."""
+import torch
+
 from benchmark.api import Attack
 
 from attacks._search import along, check_search
 
 
-def coordinate_std(vectors):
-    """Unbiased coordinate-wise standard deviation by two passes (mean, then squared
-    deviations): the same value as torch.std up to float rounding, several times faster
-    on CPU for the [h, d] shapes of a step (torch.std reduces along the strided axis)."""
-    centred = vectors - vectors.mean(dim=0)
-    return centred.square_().sum(dim=0).div_(len(vectors) - 1).sqrt_()
+def coordinate_std(vectors, mean):
+    """Unbiased coordinate-wise standard deviation around `mean` (the rows' mean), by
+    two passes (mean, then squared deviations): torch.std's value up to float rounding.
+    The squares are summed a row at a time into one [d] buffer, so no [h, d] temporary is
+    written: about 1.4 ms for [27, 79,510] on one thread, against 3 ms with one and 17 ms
+    for torch.std (which reduces along the strided axis)."""
+    total, centred = torch.zeros_like(mean), torch.empty_like(mean)
+    for row in vectors:
+        torch.sub(row, mean, out=centred)
+        total.addcmul_(centred, centred)
+    return total.div_(len(vectors) - 1).sqrt_()
 
 
 def craft(honest, f, defense, factor=1.5, negative=True, search=0):
     # σ: the coordinate-wise unbiased standard deviation of the submitted honest vectors
-    deviation = coordinate_std(honest) if len(honest) > 1 else honest.new_zeros(honest.shape[1])
-    return along(honest, f, defense, -deviation if negative else deviation, factor, search)
+    mean = honest.mean(dim=0)
+    deviation = coordinate_std(honest, mean) if len(honest) > 1 else torch.zeros_like(mean)
+    return along(honest, f, defense, -deviation if negative else deviation, factor, search,
+                 mean=mean)
 
 
 def check(n, f, factor=1.5, negative=True, search=0):

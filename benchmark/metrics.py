@@ -21,11 +21,12 @@ transfer (a second one only for such a recomputation).
 """
 from __future__ import annotations
 
-import ctypes
 import math
 from collections import deque
 
 import torch
+
+from .bitwise import same_memory
 
 SETS = ("sampled", "honest", "attack", "defense")
 PAIRS = [(a, b) for i, a in enumerate(SETS) for b in SETS[i + 1:]]
@@ -275,27 +276,16 @@ def _norm64(vector: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(vector, dtype=torch.float64)
 
 
-def _libc_memcmp():
-    try:
-        memcmp = ctypes.CDLL(None).memcmp
-    except (OSError, AttributeError, TypeError):  # no POSIX C library to call
-        return None
-    memcmp.restype = ctypes.c_int
-    memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-    return memcmp
-
-
-_MEMCMP = _libc_memcmp()
-
-
 def _identical_rows(vectors: torch.Tensor) -> bool:
     """Whether every row equals the first. On CPU, one memcmp of the buffer against
     itself shifted by a row (one pass; torch's comparisons take two or more); rows that
     differ only by the sign of a zero then count as different, which changes nothing
     but the way their deviation (0) is found. NaN rows are never identical."""
-    if _MEMCMP is not None and vectors.device.type == "cpu" and vectors.is_contiguous():
-        row = vectors.shape[1] * vectors.element_size()
-        if _MEMCMP(vectors.data_ptr() + row, vectors.data_ptr(), row * (len(vectors) - 1)):
-            return False
+    if vectors.stride(0) == 0:  # one row expanded (as attacks send it): nothing to compare
         return bool(torch.isfinite(vectors[0]).all())
+    if vectors.device.type == "cpu" and vectors.is_contiguous():
+        row = vectors.shape[1] * vectors.element_size()
+        same = same_memory(vectors.data_ptr() + row, vectors.data_ptr(), row * (len(vectors) - 1))
+        if same is not None:
+            return same and bool(torch.isfinite(vectors[0]).all())
     return bool((vectors.amax(dim=0) == vectors.amin(dim=0)).all())

@@ -8,6 +8,7 @@ import torch
 
 from . import registry
 from .api import Aggregated, UsageError
+from .bitwise import identical
 
 
 class PluginFailure(Exception):
@@ -137,16 +138,6 @@ class DefenseProbe:
         except Exception as error:
             raise PluginFailure(f"defense raised {type(error).__name__} while the attack "
                                 f"probed it: {error}") from error
-
-
-def identical(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bitwise equality, so that NaNs in the same places compare equal."""
-    if a.dtype.is_floating_point or a.dtype.is_complex:
-        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}.get(a.element_size())
-        if bits is None:
-            return torch.equal(a, b)
-        a, b = a.view(bits), b.view(bits)
-    return torch.equal(a, b)
 
 
 class BoundAttack:
