@@ -19,6 +19,10 @@ from .sampling import SPLITS
 PLACEMENTS = ("update", "worker", "server")
 # change where, how long or how often a run is saved, never what is computed
 NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
+# Fields left out of the hash while they hold the value that computes what a run did
+# before the field existed, so adding a field keeps every stored result's hash. A new
+# RunConfig field gets an entry here: its name and that value.
+NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1}
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        identity = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        identity = {k: v for k, v in self.to_dict().items()
+                    if k not in NOT_HASHED and (k not in NEUTRAL or v != NEUTRAL[k])}
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
