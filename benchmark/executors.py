@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import devices, store
+from . import checkpoint, devices, store
 from .cells import CellResult, run_cell, single_thread
 from .config import RunConfig
 
@@ -72,6 +72,7 @@ def _timed_out(config: RunConfig, root: Path | str) -> CellResult:
                   summary=summarize([], [], "failed", 0))
     store.write_run_json(temp, record)
     store.publish(temp, final)
+    checkpoint.discard(checkpoint.folder_for(final))  # the cell is complete: nothing to resume
     return CellResult(config, final, "failed", reason, record["summary"])
 
 

@@ -83,11 +83,25 @@ def now() -> str:
 
 
 def new_temp_dir(final: Path) -> Path:
+    """This process's temporary folder for `final`, empty; the temporary folders of the
+    same cell left by processes of this machine that no longer run are removed."""
     temp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}"
-    if temp.exists():
-        shutil.rmtree(temp)
+    for stale in final.parent.glob(f"{TEMP_PREFIX}{final.name}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if stale == temp or (pid.isdigit() and not _process_exists(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
     temp.mkdir(parents=True)
     return temp
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def publish(temp: Path, final: Path) -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from benchmark import executors, store
+from benchmark import checkpoint, executors, store
 from benchmark.config import make_config
 from tests.conftest import REPO
 from tests.plugin_fixtures import write_plugin
@@ -110,3 +110,20 @@ def test_killed_matrix_resumes_and_completes(where, tmp_path):
     assert completed(root) == CELLS
     assert f"{before} skipped" in rerun.stdout
     assert f"{CELLS - before} ok" in rerun.stdout
+
+
+def test_a_killed_cell_leaves_no_checkpoint_and_stale_temporary_folders_go(tmp_path):
+    config = make_config(defense="median", attack="none", steps=4, profile="tiny")
+    final = store.cell_dir(tmp_path, config)
+    saved = checkpoint.folder_for(final)
+    saved.mkdir(parents=True)
+    (saved / "step-2.pt").write_bytes(b"state")
+    dead = final.parent / f"{store.TEMP_PREFIX}{final.name}-{2 ** 22 + 7}"  # above pid_max
+    alive = final.parent / f"{store.TEMP_PREFIX}{final.name}-{os.getppid()}"
+    for folder in (dead, alive):
+        folder.mkdir()
+    result = executors._timed_out(config, tmp_path)
+    assert result.status == "failed" and store.is_complete(final, config)
+    assert not saved.exists(), "a complete cell keeps no checkpoint to resume"
+    assert not dead.exists(), "its process is gone: nothing will finish it"
+    assert alive.exists(), "a running process may still publish it"
