@@ -1,10 +1,10 @@
 """Coordinate-wise trimmed mean."""
-from benchmark.api import Defense, coordinate_statistic
+from benchmark.api import Defense
+from benchmark.coordinates import coordinate_trimmed_mean  # TODO(lead): re-export in api
 
 
 def aggregate(gradients, f):
-    n = gradients.shape[0]
-    return coordinate_statistic(gradients, lambda ordered: ordered[f:n - f].mean(dim=0))
+    return coordinate_trimmed_mean(gradients, f)
 
 
 def check(n, f):
