@@ -18,29 +18,57 @@ coordinate, the mean of the β = θ - 2f stored values closest to their lower me
 """
 import math
 
+import numpy as np
 import torch
 
 from benchmark.api import (Aggregated, Defense, coordinate_statistic, distances_and_finite,
-                           krum_bound, mean_around_median, neighbour_sums,
-                           pairwise_sq_distances, smallest_first)
+                           krum_bound, mean_around_median, pairwise_sq_distances,
+                           smallest_first)
 
 
 def select(gradients, f, count):
-    """Indices of `count` rows picked one at a time by Krum among the remaining rows."""
-    n = gradients.shape[0]
+    """Indices of `count` rows picked one at a time by Krum among the remaining rows
+    (Int64[count], in pick order). The loop runs on the host, in numpy: its [n, n]
+    steps cost microseconds there, tens of them as torch calls."""
     distances, finite = distances_and_finite(gradients)
-    # rank: finite rows first, then non-finite ones (+inf), never a removed row (NaN)
-    penalty = torch.zeros(n, dtype=distances.dtype, device=distances.device)
-    penalty[~finite] = math.inf
+    picks = repeated_krum(distances.cpu().numpy(), finite.cpu().numpy(), f, count)
+    return torch.tensor(picks, dtype=torch.int64, device=gradients.device)
+
+
+def repeated_krum(distances, finite, f, count):
+    """Krum again and again on the remaining rows (module docstring), over float64
+    distances (numpy [n, n]); a non-finite row ranks behind every finite one, ties go to
+    the lower row. Each row's distances to the others are sorted once; a row's score
+    sums its k smallest entries still in play, left to right in ascending order (the
+    reference's sum(sorted(...)[:k]), the same bits)."""
+    n = len(distances)
+    others = distances.copy()
+    np.fill_diagonal(others, np.inf)
+    order = np.argsort(others, axis=1, kind="stable")
+    values = np.take_along_axis(others, order, axis=1)
+    position = np.empty_like(order)  # position[i, j]: where row i's sort put column j
+    np.put_along_axis(position, order, np.broadcast_to(np.arange(n), (n, n)), axis=1)
+    rows, columns = np.arange(n), np.arange(n)[None, :]
+    live_values = values.copy()  # removed rows (and the row itself) count 0
+    live_values[rows, position[rows, rows]] = 0.0
+    # in_play[i, p]: how many of row i's first p + 1 entries are still in play
+    in_play = np.repeat(columns + 1, n, axis=0)
+    in_play -= columns >= position[rows, rows][:, None]
+    penalty = np.where(finite, 0.0, np.inf)
+    remaining = np.ones(n, dtype=bool)
     picks = []
-    for remaining in range(n, n - count, -1):
-        scores = neighbour_sums(distances, max(remaining - f - 2, 1)) + penalty
-        pick = smallest_first(scores)[0]
+    for left in range(n, n - count, -1):
+        k = max(left - f - 2, 1)
+        kth = (in_play < k).sum(axis=1)  # where each row's k-th entry in play sits
+        sums = np.cumsum(live_values, axis=1)[rows, np.minimum(kth, n - 1)]
+        keys = np.where(kth < n, sums, np.inf) + penalty
+        candidates = np.flatnonzero(remaining)
+        pick = int(candidates[np.argmin(keys[candidates])])  # first of the smallest
         picks.append(pick)
-        penalty[pick] = math.nan
-        distances[pick, :] = math.inf
-        distances[:, pick] = math.inf
-    return torch.stack(picks)
+        remaining[pick] = False
+        live_values[rows, position[:, pick]] = 0.0
+        in_play -= columns >= position[:, pick][:, None]
+    return picks
 
 
 def iclr21(gradients, f):

@@ -19,10 +19,11 @@ def aggregate(gradients, f):
     nearest = distances.argsort(dim=1, stable=True)[:, :n - f]  # ties: lower row index
     mixing = torch.zeros(n, n, dtype=gradients.dtype, device=gradients.device)
     mixing.scatter_(1, nearest, 1 / (n - f))
+    if bool(finite.all()):
+        return mixing @ gradients
     touches_non_finite = (mixing[:, ~finite] > 0).any(dim=1)
-    mixed = weighted_sum(mixing.masked_fill(~finite[None, :], 0), gradients, finite)
-    if bool(touches_non_finite.any()):  # rare: a pass over the whole output otherwise
-        mixed[touches_non_finite] = math.nan
+    mixed = weighted_sum(mixing.masked_fill_(~finite[None, :], 0), gradients, finite)
+    mixed[touches_non_finite] = math.nan
     return mixed
 
 
