@@ -1,6 +1,5 @@
 """Coordinate-wise trimmed mean."""
-from benchmark.api import Defense
-from benchmark.coordinates import coordinate_trimmed_mean  # TODO(lead): re-export in api
+from benchmark.api import Defense, coordinate_trimmed_mean
 
 
 def aggregate(gradients, f):
