@@ -17,6 +17,7 @@ from .api import UsageError
 from .sampling import SPLITS
 
 PLACEMENTS = ("update", "worker", "server")
+GRADIENT_METHODS = ("auto", "fused", "vmap", "loop")  # benchmark.gradients
 # change where, how long or how often a run is saved, never what is computed
 NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 # Fields left out of the hash while they hold the value that computes what a run did
@@ -47,7 +48,7 @@ class RunConfig:
     eval_every: int = 10
     metrics: bool = True           # per-step variance/norm/cosine metrics
     past_window: int = 5           # steps in the composite-curvature sum
-    gradients: str = "vmap"        # per-worker gradient method: vmap | loop
+    gradients: str = "auto"        # per-worker gradient method: auto | fused | vmap | loop
     split: str = "iid"             # workers' data: iid | dirichlet (alpha) | shards (shards)
     alpha: float = 1.0             # Dirichlet concentration per class (split = dirichlet)
     shards: int = 2                # label-sorted shards per worker (split = shards)
@@ -153,8 +154,9 @@ def validate(config: RunConfig) -> None:
         problems.append(f"clip must be positive (or omitted to disable), not {config.clip}")
     if config.lr <= 0:
         problems.append(f"lr must be positive, not {config.lr}")
-    if config.gradients not in ("vmap", "loop"):
-        problems.append(f"gradients must be 'vmap' or 'loop', not {config.gradients!r}")
+    if config.gradients not in GRADIENT_METHODS:
+        problems.append(f"gradients must be one of {', '.join(GRADIENT_METHODS)}, "
+                        f"not {config.gradients!r}")
     if config.split not in SPLITS:
         problems.append(f"split must be one of {', '.join(SPLITS)}, not {config.split!r}")
     if not config.alpha > 0:

@@ -1,19 +1,19 @@
 """Per-worker gradients of a model whose parameters live in one flat vector θ.
 
-Two methods, chosen per task (RunConfig.gradients):
-- `vmap`: torch.func.vmap of grad over the worker axis; one batched pass,
-  fastest for models without batch-norm running statistics.
+Methods (RunConfig.gradients):
+- `fused`: for a ReLU MLP trained with cross-entropy, one forward pass over all samples
+  and a hand-written backward with per-worker batched products (benchmark.fused_mlp).
+- `vmap`: torch.func.vmap of grad over the worker axis; any model without batch-norm
+  running statistics.
 - `loop`: an autograd pass per worker through the module itself; works for any
   model (batch-norm statistics are updated worker after worker).
+- `auto` (default): fused where the model allows it, else vmap, else loop.
 
-Measured choice (thread CPU time, one thread, median of 13 rounds, issue 8): for the
-784-100-10 MLP of mnist / fashion-mnist with 27 workers × 83 samples, vmap 24-36 ms,
-loop 33-43 ms, and a hand-fused alternative (one forward over all samples, gradients
-of the Linear outputs, per-worker weight gradients by bmm) 25-40 ms, against 18-27 ms
-for one plain forward+backward over the same 2,241 samples: vmap, within ~1.35x of
-that floor (the rest is writing the [27, 79,510] result). The CIFAR CNN keeps `loop`:
-vmap cannot update batch-norm running statistics. For tiny models (digits, 9 × 32)
-Python overhead dominates: the bmm alternative took 1.9 ms against vmap's 2.9 ms.
+Measured (thread CPU time, one thread, medians of 15 calls, same process, issue 8): for
+the 784-100-10 MLP of mnist / fashion-mnist with 27 workers × 83 samples (inputs already
+floats), one plain forward+backward over the 2,241 samples took 10.0-10.2 ms, `fused`
+11.8-13.1 ms, `vmap` 15.1-15.7 ms (an earlier sweep: `loop` 1.2-1.4x vmap). The CIFAR
+CNN uses `loop`: vmap cannot update batch-norm running statistics.
 """
 from __future__ import annotations
 
@@ -21,23 +21,32 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from .api import UsageError
+from .fused_mlp import FusedMLP
 
 
 class ModelFunctions:
-    def __init__(self, model: torch.nn.Module, loss, method: str = "vmap"):
+    def __init__(self, model: torch.nn.Module, loss, method: str = "auto"):
         self.model = model
         self.loss = loss
-        self.method = method
         named = list(model.named_parameters())
         self.names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
         self.dimension = sum(self.sizes)
         self.buffers = dict(model.named_buffers())
-        if method == "vmap" and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                                    and m.track_running_stats for m in model.modules()):
+        self.fused = FusedMLP.of(model, loss)
+        running_statistics = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                 and m.track_running_stats for m in model.modules())
+        if method == "auto":
+            method = "fused" if self.fused else "loop" if running_statistics else "vmap"
+        if method == "vmap" and running_statistics:
             raise UsageError("this model has batch-norm running statistics, which vmap cannot "
                              "update: use --set gradients=loop (the task's default)")
+        if method == "fused" and self.fused is None:
+            raise UsageError("gradients=fused needs an nn.Sequential of parameter-free "
+                             "modules, then Linear and ReLU layers, trained with "
+                             "cross-entropy: use --set gradients=vmap (or auto)")
+        self.method = method
 
     def initial_parameters(self) -> torch.Tensor:
         return torch.nn.utils.parameters_to_vector(self.model.parameters()).detach().clone()
@@ -56,6 +65,10 @@ class ModelFunctions:
         self.model.train()
         if self.method == "loop":
             return self._loop(theta, inputs, targets)
+        if self.method == "fused":
+            parameters = [piece.view(shape) for piece, shape
+                          in zip(torch.split(theta, self.sizes), self.shapes)]
+            return self.fused.gradients(parameters, inputs, targets, self.dimension)
         params = self.unflatten(theta)
         grads, losses = vmap(grad_and_value(self._loss_of), in_dims=(None, 0, 0),
                              randomness="different")(params, inputs, targets)

@@ -172,7 +172,7 @@ def profile_simulation(sim: Simulation, repeat: int = 10, warmup: int = 3,
             fused.append(clock.now() - start)
     result = {"config": {k: config.to_dict()[k] for k in
                          ("task", "defense", "attack", "momentum_at", "n", "f", "batch_size",
-                          "metrics", "gradients", "device")},
+                          "metrics", "device")} | {"gradients": sim.functions.method},
               "threads": torch.get_num_threads(), "clock": clock.name, "steps_timed": repeat,
               "stages_ms": {stage: 1e3 * statistics.median(samples[stage]) for stage in STAGES},
               "step_ms": 1e3 * statistics.median(totals)}
