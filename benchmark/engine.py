@@ -34,7 +34,8 @@ from .config import RunConfig
 from .gradients import ModelFunctions
 from .metrics import StepMetrics
 from .bitwise import identical
-from .plugins import BoundAttack, BoundDefense, PluginFailure, check_pair
+from .plugins import (ATTACK_MODIFIED, DEFENSE_MODIFIED, BoundAttack, BoundDefense,
+                      PluginFailure, check_pair)
 from .sampling import make_sampler
 
 STREAMS = ("model", "data", "shuffle", "defense", "attack")
@@ -71,6 +72,24 @@ def _rows_unchanged(shuffled: torch.Tensor, position: torch.Tensor, *sources) ->
         return identical(shuffled.index_select(0, position), torch.cat(sources))
     rows = itertools.chain(*sources)
     return all(identical(shuffled[p], row) for p, row in zip(position.tolist(), rows))
+
+
+@dataclass
+class Shuffled:
+    """The defense's input being built: `matrix` row position[j] is source row j."""
+    matrix: torch.Tensor
+    permutation: torch.Tensor
+    position: torch.Tensor
+    honest: torch.Tensor
+
+    def place(self, rows: torch.Tensor, first: int) -> None:
+        """Copies source rows first, first + 1, ... to their positions."""
+        targets = self.position[first:first + len(rows)]
+        if self.matrix.device.type == "cpu":  # row copies: ~1.6x faster than index_copy_
+            for target, row in zip(targets.tolist(), rows):
+                self.matrix[target].copy_(row)
+        else:
+            self.matrix.index_copy_(0, targets, rows)
 
 
 class Simulation:
@@ -159,27 +178,40 @@ class Simulation:
             return sampled * keep + self.previous_aggregate * mu
         return sampled
 
-    def _aggregate(self, honest: torch.Tensor, byzantine: torch.Tensor):
-        # shuffled[i] = (honest ++ byzantine)[permutation[i]], written in one pass: row j of
-        # the sources lands at position[j]. The defense gets this fresh copy; the guard
-        # then compares it with the sources row by row (no gathered second copy).
-        permutation = torch.randperm(len(honest) + len(byzantine),
-                                     generator=self.shuffle_generator).to(self.device)
+    def _shuffle_honest(self, honest: torch.Tensor) -> "Shuffled":
+        """Draws this step's permutation and copies the honest rows to their places:
+        shuffled[i] = (honest ++ byzantine)[permutation[i]], so row j of the sources
+        lands at position[j]. Done before the attack, so that this copy also shows
+        whether the attack wrote to `honest`."""
+        rows = len(honest) + (self.attack.f if self.attack.sends_vectors
+                              or self.data_level_attack else 0)
+        permutation = torch.randperm(rows, generator=self.shuffle_generator).to(self.device)
         position = torch.empty_like(permutation)
-        position[permutation] = torch.arange(len(permutation), device=self.device)
-        shuffled = honest.new_empty((len(permutation), honest.shape[1]))
-        if shuffled.device.type == "cpu":  # row copies: ~1.6x faster than index_copy_ here
-            for target, row in zip(position.tolist(), itertools.chain(honest, byzantine)):
-                shuffled[target].copy_(row)
-        else:
-            shuffled.index_copy_(0, position[:len(honest)], honest)
-            shuffled.index_copy_(0, position[len(honest):], byzantine)
-        aggregate, selected = self.defense(shuffled)
-        if not _rows_unchanged(shuffled, position, honest, byzantine):
-            raise PluginFailure("defense modified its input gradients")
+        position[permutation] = torch.arange(rows, device=self.device)
+        shuffled = Shuffled(honest.new_empty((rows, honest.shape[1])), permutation, position,
+                            honest)
+        shuffled.place(honest, 0)
+        return shuffled
+
+    def _aggregate(self, shuffled: "Shuffled", byzantine: torch.Tensor):
+        """The defense's output on the shuffled rows, and the fraction of its selected rows
+        that are Byzantine (NaN if it selects none). Checks first that the attack left
+        `honest` as copied; the defense gets the fresh copy, which is then compared with
+        the sources row by row (no second copy)."""
+        honest = shuffled.honest
+        if not _rows_unchanged(shuffled.matrix, shuffled.position[:len(honest)], honest):
+            raise PluginFailure(ATTACK_MODIFIED)  # written outside torch (numpy, .data)
+        if len(honest) + len(byzantine) != len(shuffled.matrix):
+            raise PluginFailure(f"attack returned {len(byzantine)} vectors, expected "
+                                f"{len(shuffled.matrix) - len(honest)}")
+        shuffled.place(byzantine, len(honest))
+        aggregate, selected = self.defense(shuffled.matrix)
+        if not _rows_unchanged(shuffled.matrix, shuffled.position, honest, byzantine):
+            raise PluginFailure(DEFENSE_MODIFIED)
         byzantine_selected = math.nan
         if selected is not None and len(selected):
-            byzantine_selected = float((permutation[selected] >= len(honest)).float().mean())
+            chosen = shuffled.permutation[selected]
+            byzantine_selected = float((chosen >= len(honest)).float().mean())
         return aggregate, byzantine_selected
 
     def _apply_update(self, aggregate: torch.Tensor, lr: float) -> None:
@@ -200,8 +232,9 @@ class Simulation:
         if not math.isfinite(loss):
             raise Diverged(f"non-finite training loss at step {self.step_index}")
         honest = self._submissions(sampled)
+        shuffled = self._shuffle_honest(honest)
         byzantine = flipped if flipped is not None else self.attack(honest, self.defense)
-        aggregate, byzantine_selected = self._aggregate(honest, byzantine)
+        aggregate, byzantine_selected = self._aggregate(shuffled, byzantine)
         theta_distance = float((self.theta - self.theta0).norm())  # ‖θ_t − θ_0‖, before the update
         self._apply_update(aggregate, lr)
         if not torch.isfinite(self.theta).all():

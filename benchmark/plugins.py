@@ -8,11 +8,14 @@ import torch
 
 from . import registry
 from .api import Aggregated, UsageError
-from .bitwise import identical
 
 
 class PluginFailure(Exception):
     """A plugin broke its contract during a run: the cell ends as `failed`."""
+
+
+ATTACK_MODIFIED = "attack modified the honest vectors it was given"
+DEFENSE_MODIFIED = "defense modified its input gradients"
 
 
 def _call_check(component: registry.Component, n: int, f: int) -> str | None:
@@ -162,8 +165,9 @@ class BoundAttack:
         return not self.spec.absent and self.f > 0
 
     def __call__(self, honest: torch.Tensor, defense: BoundDefense) -> torch.Tensor:
-        """The f Byzantine vectors. The attack works on a copy of `honest`, so a faulty
-        attack cannot alter the run, and modifying it fails the cell."""
+        """The f Byzantine vectors. An attack that writes to `honest` fails the cell: here
+        if it wrote through torch (the tensor's version counter moves), in the engine
+        (which compares `honest` with the copy it made for the defense) otherwise."""
         d = honest.shape[1]
         if not self.sends_vectors:
             return honest.new_empty((0, d))
@@ -171,16 +175,16 @@ class BoundAttack:
             raise PluginFailure(f"attack {self.component.label!r} defines no `attack` "
                                 "function to craft vectors")
         extra = {"generator": self.generator} if self.spec.randomized else {}
-        given = honest.clone()
+        version = honest._version
         try:
-            result = self.spec.attack(given, self.f, DefenseProbe(defense),
+            result = self.spec.attack(honest, self.f, DefenseProbe(defense),
                                       **self.component.options, **extra)
         except PluginFailure:
             raise
         except Exception as error:
             raise PluginFailure(f"attack raised {type(error).__name__}: {error}") from error
-        if not identical(given, honest):
-            raise PluginFailure("attack modified the honest vectors it was given")
+        if honest._version != version:
+            raise PluginFailure(ATTACK_MODIFIED)
         if not isinstance(result, torch.Tensor) or tuple(result.shape) != (self.f, d):
             shape = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
             raise PluginFailure(f"attack returned {shape}, expected ({self.f}, {d})")

@@ -120,12 +120,11 @@ def bound_with(spec, f, generator):
     return bound
 
 
-def test_an_attack_that_modifies_honest_fails_and_the_run_keeps_its_vectors(generator):
+def test_an_attack_that_modifies_honest_through_torch_fails(generator):
     spec = Attack(name="vandal", attack=lambda honest, f, defense: honest.mul_(2)[:f].clone())
     honest = torch.ones(5, 3)
     with pytest.raises(PluginFailure, match="modified the honest vectors"):
         bound_with(spec, 2, generator)(honest, BoundDefense("median", 2, generator))
-    assert torch.equal(honest, torch.ones(5, 3))
 
 
 def test_honest_with_nans_is_not_mistaken_for_a_modification(generator):

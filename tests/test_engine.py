@@ -24,8 +24,9 @@ def tiny_simulation(placement, nesterov=False):
     batches = iter([G1, G2])
     sim._gradients = lambda: (next(batches).clone(), torch.zeros(2), None)
     submitted = []
-    aggregate = sim._aggregate
-    sim._aggregate = lambda honest, byz: (submitted.append(honest.clone()), aggregate(honest, byz))[1]
+    submissions = sim._submissions
+    sim._submissions = lambda sampled: (lambda honest: (submitted.append(honest.clone()),
+                                                        honest)[1])(submissions(sampled))
     return sim, submitted
 
 

@@ -42,7 +42,7 @@ def test_defense_sees_the_concatenation_in_the_shuffled_order():
     honest, byzantine = torch.randn(9, 4_810), torch.randn(2, 4_810)
     replay = torch.Generator()
     replay.set_state(sim.shuffle_generator.get_state())
-    sim._aggregate(honest, byzantine)
+    sim._aggregate(sim._shuffle_honest(honest), byzantine)
     permutation = torch.randperm(11, generator=replay)
     assert torch.equal(seen[0], torch.cat([honest, byzantine])[permutation])
 
@@ -56,6 +56,20 @@ def test_guard_catches_one_changed_bit_in_any_row(row):
     assert _rows_unchanged(shuffled, position, honest, byzantine)  # NaN rows compare equal
     shuffled.view(torch.int32)[position[row], 7] ^= 1  # a NaN stays NaN, other payload
     assert not _rows_unchanged(shuffled, position, honest, byzantine)
+
+
+def test_an_attack_that_writes_to_honest_behind_torchs_back_fails_the_step(plugin_dir):
+    from tests.plugin_fixtures import write_plugin
+    write_plugin(plugin_dir, "attacks", "numpywriter", """
+        from benchmark.api import Attack
+        def attack(honest, f, defense):
+            honest.numpy()[0, 0] += 1.0  # in place, invisible to torch's version counter
+            return honest[:f].clone()
+        attack = Attack(name="numpywriter", attack=attack)
+    """)
+    sim = Simulation(digits_config(attack="numpywriter"))
+    with pytest.raises(PluginFailure, match="attack modified the honest vectors"):
+        sim.step()
 
 
 def test_a_defense_that_modifies_its_input_fails_the_step(plugin_dir):

@@ -7,8 +7,9 @@ timing code. Exclusive times, median over the timed steps:
   gradients  honest workers' gradients, l2 and clipping (Simulation._gradients)
   momentum   worker or server momentum (Simulation._submissions)
   attack     the attack, including any defense probes it makes
-  shuffle    stacking, the seeded shuffle and the input-mutation guard
-             (Simulation._aggregate minus the defense inside it)
+  shuffle    the seeded shuffle (rows copied into the defense's input) and the
+             input-mutation guards of attack and defense (Simulation._shuffle_honest,
+             and Simulation._aggregate minus the defense inside it)
   defense    the rule itself, with its output validation
   update     update momentum and the parameter step (Simulation._apply_update)
   metrics    the per-step metrics row (StepMetrics.row)
@@ -37,7 +38,8 @@ from ._common import add_cell_identity, add_run_settings, run_settings
 STAGES = ("gradients", "momentum", "attack", "shuffle", "defense", "update", "metrics",
           "other")
 WRAPPED_METHODS = {"_gradients": "gradients", "_submissions": "momentum",
-                   "_aggregate": "aggregate", "_apply_update": "update"}
+                   "_shuffle_honest": "aggregate", "_aggregate": "aggregate",
+                   "_apply_update": "update"}
 
 
 def register(commands) -> None:
