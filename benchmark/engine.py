@@ -83,13 +83,16 @@ class Shuffled:
     honest: torch.Tensor
 
     def place(self, rows: torch.Tensor, first: int) -> None:
-        """Copies source rows first, first + 1, ... to their positions."""
+        """Copies source rows first, first + 1, ... to their positions. On CPU row by row
+        through numpy (1.0-1.6 ms at n = 51, d = 79,510, against 2.2-2.4 ms with torch's
+        copy_ per row, whose per-call cost adds up, and 3.4-3.6 ms with index_copy_)."""
         targets = self.position[first:first + len(rows)]
-        if self.matrix.device.type == "cpu":  # row copies: ~1.6x faster than index_copy_
-            for target, row in zip(targets.tolist(), rows):
-                self.matrix[target].copy_(row)
-        else:
+        if self.matrix.device.type != "cpu" or self.matrix.dtype == torch.bfloat16:
             self.matrix.index_copy_(0, targets, rows)
+            return
+        matrix, source = self.matrix.numpy(), rows.detach().numpy()
+        for index, target in enumerate(targets.tolist()):
+            matrix[target] = source[index]
 
 
 class Simulation:
@@ -173,12 +176,12 @@ class Simulation:
                 self.worker_momentum.mul_(mu).add_(sampled, alpha=keep)
             if config.nesterov:
                 return sampled * keep + self.worker_momentum * mu
-            return self.worker_momentum  # read-only below; attacks get a copy
+            return self.worker_momentum  # read-only below: the guards fail a plugin that writes
         if config.momentum_at == "server":
             return sampled * keep + self.previous_aggregate * mu
         return sampled
 
-    def _shuffle_honest(self, honest: torch.Tensor) -> "Shuffled":
+    def _shuffle_honest(self, honest: torch.Tensor) -> Shuffled:
         """Draws this step's permutation and copies the honest rows to their places:
         shuffled[i] = (honest ++ byzantine)[permutation[i]], so row j of the sources
         lands at position[j]. Done before the attack, so that this copy also shows
@@ -193,7 +196,7 @@ class Simulation:
         shuffled.place(honest, 0)
         return shuffled
 
-    def _aggregate(self, shuffled: "Shuffled", byzantine: torch.Tensor):
+    def _aggregate(self, shuffled: Shuffled, byzantine: torch.Tensor):
         """The defense's output on the shuffled rows, and the fraction of its selected rows
         that are Byzantine (NaN if it selects none). Checks first that the attack left
         `honest` as copied; the defense gets the fresh copy, which is then compared with
