@@ -135,9 +135,8 @@ class Simulation:
         config = self.config
         workers = self.honest_count + (self.attack.f if self.data_level_attack else 0)
         inputs, targets = self._batches(workers)
-        gradients, losses = self.functions.worker_gradients(self.theta, inputs, targets)
-        if config.l2:
-            gradients.add_(self.theta, alpha=config.l2)
+        gradients, losses = self.functions.worker_gradients(self.theta, inputs, targets,
+                                                            l2=config.l2)
         if config.local_steps > 1:  # see benchmark.local_steps; K = 1 is the line above
             gradients, losses = local_steps.accumulate(
                 self.functions, self.theta, gradients, losses,

@@ -39,10 +39,11 @@ class FusedMLP:
             return None
         return cls(modules[:split], body)
 
-    def gradients(self, params: list[torch.Tensor], inputs: torch.Tensor,
-                  targets: torch.Tensor, dimension: int):
-        """params: the model's parameters in order; inputs [w, b, ...], targets [w, b]
-        -> (gradients [w, dimension] in parameter order, mean losses [w])."""
+    def gradients(self, theta: torch.Tensor, params: list[torch.Tensor], inputs: torch.Tensor,
+                  targets: torch.Tensor, l2: float = 0.0):
+        """theta: the flat parameters, params: the same as the model's parameter tensors in
+        order; inputs [w, b, ...], targets [w, b] -> (gradients [w, d] in parameter order
+        with l2·θ added as they are written, mean losses [w])."""
         workers, batch = targets.shape
         with torch.no_grad():
             x = inputs.reshape(workers * batch, *inputs.shape[2:])
@@ -70,12 +71,15 @@ class FusedMLP:
             delta = log_p.exp_()
             delta[rows, targets.reshape(-1)] -= 1
             delta /= batch
-            return self._backward(layers, masks, delta, workers, batch, dimension), losses
+            return self._backward(layers, masks, delta, workers, batch, theta, l2), losses
 
-    def _backward(self, layers, masks, delta, workers, batch, dimension):
-        """Fills [w, dimension] from the last parameter to the first."""
-        out = delta.new_empty((workers, dimension))
-        end = dimension
+    def _backward(self, layers, masks, delta, workers, batch, theta, l2):
+        """Fills [w, d] from the last parameter to the first."""
+        out = delta.new_empty((workers, len(theta)))
+        end = len(theta)
+
+        def write(block: torch.Tensor, start: int, stop: int) -> None:
+            torch.add(block, theta[start:stop], alpha=l2, out=out[:, start:stop])
         for module in reversed(self.body):
             if isinstance(module, nn.ReLU):
                 delta = delta * masks.pop()
@@ -83,11 +87,11 @@ class FusedMLP:
             x, weight, bias = layers.pop()
             per_worker = delta.view(workers, batch, -1)
             if bias is not None:
-                out[:, end - bias.numel():end] = per_worker.sum(dim=1)
+                write(per_worker.sum(dim=1), end - bias.numel(), end)
                 end -= bias.numel()
             start = end - weight.numel()
-            out[:, start:end] = torch.bmm(per_worker.transpose(1, 2),
-                                          x.view(workers, batch, -1)).view(workers, -1)
+            write(torch.bmm(per_worker.transpose(1, 2), x.view(workers, batch, -1))
+                  .view(workers, -1), start, end)
             end = start
             if layers:
                 delta = delta @ weight

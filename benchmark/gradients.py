@@ -60,15 +60,22 @@ class ModelFunctions:
         return self.loss(outputs, targets)
 
     def worker_gradients(self, theta: torch.Tensor, inputs: torch.Tensor,
-                         targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs [w, b, ...], targets [w, b] -> (gradients [w, d], mean losses [w])."""
+                         targets: torch.Tensor, l2: float = 0.0
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [w, b, ...], targets [w, b] -> (gradients [w, d] of the loss plus
+        l2/2·‖θ‖², mean losses [w] of the loss alone)."""
         self.model.train()
-        if self.method == "loop":
-            return self._loop(theta, inputs, targets)
-        if self.method == "fused":
+        if self.method == "fused":  # adds l2·θ while writing the gradients: no extra pass
             parameters = [piece.view(shape) for piece, shape
                           in zip(torch.split(theta, self.sizes), self.shapes)]
-            return self.fused.gradients(parameters, inputs, targets, self.dimension)
+            return self.fused.gradients(theta, parameters, inputs, targets, l2)
+        gradients, losses = (self._loop if self.method == "loop" else self._vmap)(
+            theta, inputs, targets)
+        if l2:
+            gradients.add_(theta, alpha=l2)
+        return gradients, losses
+
+    def _vmap(self, theta, inputs, targets):
         params = self.unflatten(theta)
         grads, losses = vmap(grad_and_value(self._loss_of), in_dims=(None, 0, 0),
                              randomness="different")(params, inputs, targets)

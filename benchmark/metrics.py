@@ -272,6 +272,12 @@ def _means(sets: dict[str, torch.Tensor], vectors_of: dict[str, str], defense: t
     return means, identical, spread
 
 
+def _finite(vector: torch.Tensor) -> bool:
+    """Whether every entry is finite; a sum that overflows says no (callers then take
+    the general path)."""
+    return bool(torch.isfinite(vector.sum()))
+
+
 def _norm64(vector: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(vector, dtype=torch.float64)
 
@@ -282,10 +288,10 @@ def _identical_rows(vectors: torch.Tensor) -> bool:
     differ only by the sign of a zero then count as different, which changes nothing
     but the way their deviation (0) is found. NaN rows are never identical."""
     if vectors.stride(0) == 0:  # one row expanded (as attacks send it): nothing to compare
-        return bool(torch.isfinite(vectors[0]).all())
+        return _finite(vectors[0])
     if vectors.device.type == "cpu" and vectors.is_contiguous():
         row = vectors.shape[1] * vectors.element_size()
         same = same_memory(vectors.data_ptr() + row, vectors.data_ptr(), row * (len(vectors) - 1))
         if same is not None:
-            return same and bool(torch.isfinite(vectors[0]).all())
+            return same and _finite(vectors[0])
     return bool((vectors.amax(dim=0) == vectors.amin(dim=0)).all())

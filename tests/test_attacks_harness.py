@@ -18,9 +18,9 @@ def record_batches(sim):
         seen["indices"] = next_batches(workers)
         return seen["indices"]
 
-    def gradients(theta, inputs, targets):
+    def gradients(theta, inputs, targets, **options):
         seen["targets"] = targets.clone()
-        return worker_gradients(theta, inputs, targets)
+        return worker_gradients(theta, inputs, targets, **options)
     sim.sampler.next_batches, sim.functions.worker_gradients = batches, gradients
     return seen
 

@@ -28,8 +28,9 @@ def test_fused_gradients_and_losses_match_vmap(name):
     fused = ModelFunctions(model, nn.functional.cross_entropy, "fused")
     reference = ModelFunctions(model, nn.functional.cross_entropy, "vmap")
     theta = fused.initial_parameters()
-    gradients, losses = fused.worker_gradients(theta, inputs, targets)
+    gradients, losses = fused.worker_gradients(theta, inputs, targets, l2=0.01)
     expected, expected_losses = reference.worker_gradients(theta, inputs, targets)
+    expected += 0.01 * theta  # the gradient of (l2 / 2)·‖θ‖²
     assert gradients.shape == (inputs.shape[0], fused.dimension)
     torch.testing.assert_close(gradients, expected, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(losses, expected_losses, rtol=1e-6, atol=1e-7)
