@@ -32,14 +32,6 @@ def simulation(defense: str) -> Simulation:
         pytest.skip(f"{SETTINGS['task']} is not available here: {error}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("defense", ["average", "krum", "median"])
 def test_step(benchmark, defense):
     sim = simulation(defense)

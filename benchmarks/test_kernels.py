@@ -41,14 +41,6 @@ def group(n, d):
     return f"n={n} d={d}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @needs_device
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.defense}-n{c.n}-f{c.f}-d{c.d}")
 def test_kernel(benchmark, case):
