@@ -74,6 +74,20 @@ def _rows_unchanged(shuffled: torch.Tensor, position: torch.Tensor, *sources) ->
     return all(identical(shuffled[p], row) for p, row in zip(position.tolist(), rows))
 
 
+def _which_modified(shuffled: "Shuffled", byzantine: torch.Tensor, placed: int) -> str:
+    """Why the defense's input no longer matches the sources: a write through torch moves
+    the input's version counter (the attack's is checked by BoundAttack), and only the
+    defense can reach the Byzantine rows once placed; a write to an honest row through
+    numpy could be either plugin's."""
+    honest, matrix = shuffled.honest, shuffled.matrix
+    if matrix._version != placed or not _rows_unchanged(
+            matrix, shuffled.position[len(honest):], byzantine):
+        return DEFENSE_MODIFIED
+    return (f"{ATTACK_MODIFIED}, or {DEFENSE_MODIFIED}: an honest row changed outside torch "
+            "(e.g. through .numpy()), after the harness copied it for the defense and before "
+            "it compared the copy again, so either plugin may have written it")
+
+
 @dataclass
 class Shuffled:
     """The defense's input being built: `matrix` row position[j] is source row j."""
@@ -175,7 +189,7 @@ class Simulation:
                 self.worker_momentum.mul_(mu).add_(sampled, alpha=keep)
             if config.nesterov:
                 return sampled * keep + self.worker_momentum * mu
-            return self.worker_momentum  # read-only below: the guards fail a plugin that writes
+            return self.worker_momentum  # read-only below: a plugin that writes to it fails
         if config.momentum_at == "server":
             return sampled * keep + self.previous_aggregate * mu
         return sampled
@@ -183,8 +197,9 @@ class Simulation:
     def _shuffle_honest(self, honest: torch.Tensor) -> Shuffled:
         """Draws this step's permutation and copies the honest rows to their places:
         shuffled[i] = (honest ++ byzantine)[permutation[i]], so row j of the sources
-        lands at position[j]. Done before the attack, so that this copy also shows
-        whether the attack wrote to `honest`."""
+        lands at position[j]. Done before the attack, so that the attack cannot change
+        what the defense sees, and comparing this copy with `honest` afterwards shows
+        whether it wrote to `honest`."""
         rows = len(honest) + (self.attack.f if self.attack.sends_vectors
                               or self.data_level_attack else 0)
         permutation = torch.randperm(rows, generator=self.shuffle_generator).to(self.device)
@@ -197,19 +212,18 @@ class Simulation:
 
     def _aggregate(self, shuffled: Shuffled, byzantine: torch.Tensor):
         """The defense's output on the shuffled rows, and the fraction of its selected rows
-        that are Byzantine (NaN if it selects none). Checks first that the attack left
-        `honest` as copied; the defense gets the fresh copy, which is then compared with
-        the sources row by row (no second copy)."""
-        honest = shuffled.honest
-        if not _rows_unchanged(shuffled.matrix, shuffled.position[:len(honest)], honest):
-            raise PluginFailure(ATTACK_MODIFIED)  # written outside torch (numpy, .data)
-        if len(honest) + len(byzantine) != len(shuffled.matrix):
+        that are Byzantine (NaN if it selects none). The defense gets the copy made before
+        the attack ran; one comparison with the sources afterwards shows whether the attack
+        wrote to `honest` or the defense to its input (no second copy, one read)."""
+        honest, matrix = shuffled.honest, shuffled.matrix
+        if len(honest) + len(byzantine) != len(matrix):
             raise PluginFailure(f"attack returned {len(byzantine)} vectors, expected "
-                                f"{len(shuffled.matrix) - len(honest)}")
+                                f"{len(matrix) - len(honest)}")
         shuffled.place(byzantine, len(honest))
-        aggregate, selected = self.defense(shuffled.matrix)
-        if not _rows_unchanged(shuffled.matrix, shuffled.position, honest, byzantine):
-            raise PluginFailure(DEFENSE_MODIFIED)
+        placed = matrix._version  # rows are placed through numpy: the counter moves only after
+        aggregate, selected = self.defense(matrix)
+        if not _rows_unchanged(matrix, shuffled.position, honest, byzantine):
+            raise PluginFailure(_which_modified(shuffled, byzantine, placed))
         byzantine_selected = math.nan
         if selected is not None and len(selected):
             chosen = shuffled.permutation[selected]

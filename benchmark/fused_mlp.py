@@ -39,11 +39,10 @@ class FusedMLP:
             return None
         return cls(modules[:split], body)
 
-    def gradients(self, theta: torch.Tensor, params: list[torch.Tensor], inputs: torch.Tensor,
-                  targets: torch.Tensor, l2: float = 0.0):
-        """theta: the flat parameters, params: the same as the model's parameter tensors in
-        order; inputs [w, b, ...], targets [w, b] -> (gradients [w, d] in parameter order
-        with l2·θ added as they are written, mean losses [w])."""
+    def gradients(self, params: list[torch.Tensor], inputs: torch.Tensor,
+                  targets: torch.Tensor):
+        """params: the model's parameter tensors in order; inputs [w, b, ...],
+        targets [w, b] -> (gradients [w, d] in parameter order, mean losses [w])."""
         workers, batch = targets.shape
         with torch.no_grad():
             x = inputs.reshape(workers * batch, *inputs.shape[2:])
@@ -71,15 +70,14 @@ class FusedMLP:
             delta = log_p.exp_()
             delta[rows, targets.reshape(-1)] -= 1
             delta /= batch
-            return self._backward(layers, masks, delta, workers, batch, theta, l2), losses
+            dimension = sum(p.numel() for p in params)
+            return self._backward(layers, masks, delta, workers, batch, dimension), losses
 
-    def _backward(self, layers, masks, delta, workers, batch, theta, l2):
-        """Fills [w, d] from the last parameter to the first."""
-        out = delta.new_empty((workers, len(theta)))
-        end = len(theta)
-
-        def write(block: torch.Tensor, start: int, stop: int) -> None:
-            torch.add(block, theta[start:stop], alpha=l2, out=out[:, start:stop])
+    def _backward(self, layers, masks, delta, workers, batch, dimension):
+        """Fills [w, d] from the last parameter to the first, each product written straight
+        into its columns (a strided output: no temporary)."""
+        out = delta.new_empty((workers, dimension))
+        end = dimension
         for module in reversed(self.body):
             if isinstance(module, nn.ReLU):
                 delta = delta * masks.pop()
@@ -87,11 +85,11 @@ class FusedMLP:
             x, weight, bias = layers.pop()
             per_worker = delta.view(workers, batch, -1)
             if bias is not None:
-                write(per_worker.sum(dim=1), end - bias.numel(), end)
+                torch.sum(per_worker, dim=1, out=out[:, end - bias.numel():end])
                 end -= bias.numel()
             start = end - weight.numel()
-            write(torch.bmm(per_worker.transpose(1, 2), x.view(workers, batch, -1))
-                  .view(workers, -1), start, end)
+            torch.bmm(per_worker.transpose(1, 2), x.view(workers, batch, -1),
+                      out=out[:, start:end].unflatten(1, weight.shape))
             end = start
             if layers:
                 delta = delta @ weight

@@ -65,15 +65,16 @@ class ModelFunctions:
         """inputs [w, b, ...], targets [w, b] -> (gradients [w, d] of the loss plus
         l2/2·‖θ‖², mean losses [w] of the loss alone)."""
         self.model.train()
-        if self.method == "fused":  # adds l2·θ while writing the gradients: no extra pass
-            parameters = [piece.view(shape) for piece, shape
-                          in zip(torch.split(theta, self.sizes), self.shapes)]
-            return self.fused.gradients(theta, parameters, inputs, targets, l2)
-        gradients, losses = (self._loop if self.method == "loop" else self._vmap)(
-            theta, inputs, targets)
+        method = {"fused": self._fused, "loop": self._loop, "vmap": self._vmap}[self.method]
+        gradients, losses = method(theta, inputs, targets)
         if l2:
             gradients.add_(theta, alpha=l2)
         return gradients, losses
+
+    def _fused(self, theta, inputs, targets):
+        parameters = [piece.view(shape) for piece, shape
+                      in zip(torch.split(theta, self.sizes), self.shapes)]
+        return self.fused.gradients(parameters, inputs, targets)
 
     def _vmap(self, theta, inputs, targets):
         params = self.unflatten(theta)

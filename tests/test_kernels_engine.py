@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.cli.profile_step import STAGES, profile
 from benchmark.config import make_config
 from benchmark.engine import Simulation, _rows_unchanged
-from benchmark.plugins import PluginFailure
+from benchmark.plugins import DEFENSE_MODIFIED, PluginFailure
 from tests.conftest import REPO
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -84,6 +84,21 @@ def test_a_defense_that_modifies_its_input_fails_the_step(plugin_dir):
     sim = Simulation(digits_config(defense="sorter"))
     with pytest.raises(PluginFailure, match="modified its input"):
         sim.step()
+
+
+def test_a_numpy_write_that_reaches_byzantine_rows_is_blamed_on_the_defense(plugin_dir):
+    from tests.plugin_fixtures import write_plugin
+    write_plugin(plugin_dir, "defenses", "shifter", """
+        from benchmark.api import Defense
+        def aggregate(gradients, f):
+            gradients.numpy()[:] += 1.0  # every row, behind torch's back
+            return gradients.mean(dim=0)
+        defense = Defense(name="shifter", aggregate=aggregate)
+    """)
+    sim = Simulation(digits_config(defense="shifter"))
+    with pytest.raises(PluginFailure) as failure:
+        sim.step()
+    assert str(failure.value) == DEFENSE_MODIFIED
 
 
 def test_profile_reports_every_stage_and_the_fused_ratio():

@@ -8,8 +8,8 @@ timing code. Exclusive times, median over the timed steps:
   momentum   worker or server momentum (Simulation._submissions)
   attack     the attack, including any defense probes it makes
   shuffle    the seeded shuffle (rows copied into the defense's input) and the
-             input-mutation guards of attack and defense (Simulation._shuffle_honest,
-             and Simulation._aggregate minus the defense inside it)
+             comparison showing that neither attack nor defense wrote to what it got
+             (Simulation._shuffle_honest, and Simulation._aggregate minus the defense)
   defense    the rule itself, with its output validation
   update     update momentum and the parameter step (Simulation._apply_update)
   metrics    the per-step metrics row (StepMetrics.row)
