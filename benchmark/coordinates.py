@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 COLUMN_BLOCK = 4096  # columns per block where a kernel works block by block on CPU (in cache)
+WINDOW_CHUNK = 16 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last steps
 
 
 def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
@@ -45,17 +46,33 @@ def _numpy_sorts(gradients: torch.Tensor) -> bool:
     return gradients.device.type == "cpu" and gradients.dtype in (torch.float32, torch.float64)
 
 
-def _sorted_row_blocks(gradients: torch.Tensor):
-    """(start column, rows): numpy [m, n], row j = column start + j's values in
-    ascending order; each block is a view of one buffer, overwritten by the next."""
+def _sorted_row_blocks(gradients: torch.Tensor, selected: np.ndarray | None = None):
+    """(start column, rows): numpy [m, k], row j = column start + j's values in
+    ascending order (of the rows `selected`, all k = n by default); each block is a view
+    of one buffer, overwritten by the next."""
     values = gradients.numpy()
-    n, d = values.shape
-    buffer = np.empty((min(COLUMN_BLOCK, d), n), values.dtype)
+    d = values.shape[1]
+    k = values.shape[0] if selected is None else len(selected)
+    buffer = np.full((min(COLUMN_BLOCK, d), _padded_width(k)), np.inf, values.dtype)
     for start in range(0, d, COLUMN_BLOCK):
         rows = buffer[:min(COLUMN_BLOCK, d - start)]
-        np.copyto(rows, values[:, start:start + len(rows)].T)
+        columns = slice(start, start + len(rows))
+        block = values[:, columns] if selected is None else values[selected, columns]
+        np.copyto(rows[:, :k], block.T)
         rows.sort(axis=1)
-        yield start, rows
+        if k < rows.shape[1] and np.isnan(rows[:, -1]).any():  # NaN sorts after the padding
+            rows[:, k:] = np.inf
+            np.copyto(rows[:, :k], block.T)
+            rows[:, :k].sort(axis=1)
+        yield start, rows[:, :k]
+
+
+def _padded_width(k: int) -> int:
+    """numpy's vectorized sort of a short row costs about as much for 32 values as for
+    27 (n = 51, f = 12: Bulyan's selection), half as much again for 27 values alone:
+    rows of 9 to 128 values are padded with +inf to a power of two (sorted last, then
+    left out; a block holding NaN, which sorts after +inf, is sorted again unpadded)."""
+    return 1 << (k - 1).bit_length() if 8 < k <= 128 else k
 
 
 def _sorted_blocks(gradients: torch.Tensor):
@@ -77,6 +94,52 @@ def sorted_coordinates(gradients: torch.Tensor) -> torch.Tensor:
     for start, block in _sorted_blocks(gradients):
         ordered[:, start:start + block.shape[1]] = block
     return ordered
+
+
+def coordinate_mean_around_median(gradients: torch.Tensor, count: int,
+                                  selected: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_around_median over the sorted coordinates of gradients[selected] (all rows by
+    default), without copying the selected rows out first. On CPU the window's values
+    are summed first to last, then divided by `count`: the bits torch gives for up to 17
+    values, in blocks of more than 64 coordinates; otherwise equal to float rounding."""
+    if not _numpy_sorts(gradients):
+        chosen = gradients if selected is None else gradients[selected]
+        return coordinate_statistic(chosen, lambda ordered: mean_around_median(ordered, count))
+    picks = None if selected is None else selected.numpy()
+    n = gradients.shape[0] if picks is None else len(picks)
+    middle = n // 2
+    if n - count <= count:
+        return _by_sorted_rows(
+            gradients, lambda rows: mean_around_median(torch.from_numpy(rows).T, count).numpy(),
+            picks)
+    # only the sorted columns low .. high + count - 1 matter (mean_around_median): copied
+    # out transposed, chunk by chunk, each is a contiguous vector
+    low, high = max(0, middle - count), min(n - count, middle)
+    d = gradients.shape[1]
+    result = np.empty(d, gradients.numpy().dtype)
+    columns = np.empty((high + count - low, min(WINDOW_CHUNK, d)), result.dtype)
+    for start, rows in _sorted_row_blocks(gradients, picks):
+        offset, end = start % WINDOW_CHUNK, start + len(rows)
+        np.copyto(columns[:, offset:offset + len(rows)], rows[:, low:high + count].T)
+        if end % WINDOW_CHUNK == 0 or end == d:
+            chunk = columns[:, :offset + len(rows)]
+            result[end - chunk.shape[1]:end] = _window_mean(chunk, n % 2, middle - low,
+                                                            high - low, count)
+    return torch.from_numpy(result)
+
+
+def _window_mean(columns: np.ndarray, odd: bool, middle: int, slides: int, count: int):
+    """mean_around_median from the sorted values' rows low .. high + count - 1
+    (`columns`, its rows counted from low): the window starts where the slides stop."""
+    center = columns[middle] if odd else (columns[middle - 1] + columns[middle]) / 2
+    slide = (columns[count:count + slides] - center) < (center - columns[:slides])
+    start = slide.sum(axis=0, dtype=np.int16)  # summing int16 costs a fifth of intp
+    flat = np.multiply(start, columns.shape[1], dtype=np.intp) + np.arange(columns.shape[1])
+    total = columns.take(flat)
+    for k in range(1, count):
+        total += columns[k:].take(flat)
+    total /= count
+    return total
 
 
 def coordinate_statistic(gradients: torch.Tensor, statistic) -> torch.Tensor:
@@ -135,10 +198,10 @@ def mean_around_median(ordered: torch.Tensor, count: int) -> torch.Tensor:
 # rows (rows[:, a:b], n = 51: 1-2 ms over d = 79,510, more than the mean's whole pass);
 # column reads and BLAS products do not, so these kernels keep to those.
 
-def _by_sorted_rows(gradients: torch.Tensor, statistic) -> torch.Tensor:
+def _by_sorted_rows(gradients: torch.Tensor, statistic, selected=None) -> torch.Tensor:
     """statistic(rows) -> numpy [m] for each block of sorted rows, put together."""
     result = np.empty(gradients.shape[1], gradients.numpy().dtype)
-    for start, rows in _sorted_row_blocks(gradients):
+    for start, rows in _sorted_row_blocks(gradients, selected):
         result[start:start + len(rows)] = statistic(rows)
     return torch.from_numpy(result)
 
@@ -158,3 +221,4 @@ def _sum_of_rows(rows: np.ndarray) -> np.ndarray:
 def _trimmed_mean_of_rows(rows: np.ndarray, trim: int) -> np.ndarray:
     n = rows.shape[1]
     return _sum_of_rows(rows[:, trim:n - trim]) / (n - 2 * trim)
+

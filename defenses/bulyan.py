@@ -21,9 +21,9 @@ import math
 import numpy as np
 import torch
 
-from benchmark.api import (Aggregated, Defense, coordinate_statistic, distances_and_finite,
-                           krum_bound, mean_around_median, pairwise_sq_distances,
-                           smallest_first)
+from benchmark.api import (Aggregated, Defense, distances_and_finite, krum_bound,
+                           pairwise_sq_distances, smallest_first)
+from benchmark.coordinates import coordinate_mean_around_median  # TODO re-export in api
 
 
 def select(gradients, f, count):
@@ -101,8 +101,7 @@ def aggregate(gradients, f, variant="el-mhamdi"):
     n = gradients.shape[0]
     theta = n - 2 * f
     selected = select(gradients, f, theta)
-    vector = coordinate_statistic(gradients[selected],
-                                  lambda ordered: mean_around_median(ordered, theta - 2 * f))
+    vector = coordinate_mean_around_median(gradients, theta - 2 * f, selected)
     return Aggregated(vector, selected)
 
 
