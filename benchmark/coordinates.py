@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 COLUMN_BLOCK = 4096  # columns per block where a kernel works block by block on CPU (in cache)
-WINDOW_CHUNK = 16 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last steps
+WINDOW_CHUNK = 4 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last steps
 
 
 def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
@@ -100,8 +100,9 @@ def coordinate_mean_around_median(gradients: torch.Tensor, count: int,
                                   selected: torch.Tensor | None = None) -> torch.Tensor:
     """mean_around_median over the sorted coordinates of gradients[selected] (all rows by
     default), without copying the selected rows out first. On CPU the window's values
-    are summed first to last, then divided by `count`: the bits torch gives for up to 17
-    values, in blocks of more than 64 coordinates; otherwise equal to float rounding."""
+    are summed first to last, then divided by `count`; torch's mean does the same for up
+    to 17 values, but for the last columns of a block of some widths: equal to float
+    rounding."""
     if not _numpy_sorts(gradients):
         chosen = gradients if selected is None else gradients[selected]
         return coordinate_statistic(chosen, lambda ordered: mean_around_median(ordered, count))
@@ -132,7 +133,8 @@ def _window_mean(columns: np.ndarray, odd: bool, middle: int, slides: int, count
     """mean_around_median from the sorted values' rows low .. high + count - 1
     (`columns`, its rows counted from low): the window starts where the slides stop."""
     center = columns[middle] if odd else (columns[middle - 1] + columns[middle]) / 2
-    slide = (columns[count:count + slides] - center) < (center - columns[:slides])
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which compares false as in torch
+        slide = (columns[count:count + slides] - center) < (center - columns[:slides])
     start = slide.sum(axis=0, dtype=np.int16)  # summing int16 costs a fifth of intp
     flat = np.multiply(start, columns.shape[1], dtype=np.intp) + np.arange(columns.shape[1])
     total = columns.take(flat)

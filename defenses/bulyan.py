@@ -23,7 +23,7 @@ import torch
 
 from benchmark.api import (Aggregated, Defense, distances_and_finite, krum_bound,
                            pairwise_sq_distances, smallest_first)
-from benchmark.coordinates import coordinate_mean_around_median  # TODO re-export in api
+from benchmark.coordinates import coordinate_mean_around_median  # not yet in benchmark.api
 
 
 def select(gradients, f, count):
@@ -54,18 +54,23 @@ def repeated_krum(distances, finite, f, count):
     # in_play[i, p]: how many of row i's first p + 1 entries are still in play
     in_play = np.repeat(columns + 1, n, axis=0)
     in_play -= columns >= position[rows, rows][:, None]
-    penalty = np.where(finite, 0.0, np.inf)
+    penalty = np.where(finite, 0.0, np.inf)  # and +inf once picked
+    sums = np.empty((n, n + 1))
+    sums[:, n] = np.inf  # a row short of k entries in play scores +inf
     remaining = np.ones(n, dtype=bool)
     picks = []
     for left in range(n, n - count, -1):
         k = max(left - f - 2, 1)
         kth = (in_play < k).sum(axis=1)  # where each row's k-th entry in play sits
-        sums = np.cumsum(live_values, axis=1)[rows, np.minimum(kth, n - 1)]
-        keys = np.where(kth < n, sums, np.inf) + penalty
-        candidates = np.flatnonzero(remaining)
-        pick = int(candidates[np.argmin(keys[candidates])])  # first of the smallest
+        np.cumsum(live_values, axis=1, out=sums[:, :n])
+        keys = sums[rows, kth] + penalty
+        pick = int(np.argmin(keys))  # the first of the smallest: the first remaining one...
+        if not remaining[pick]:  # ...unless every remaining row scores +inf (or NaN)
+            candidates = np.flatnonzero(remaining)
+            pick = int(candidates[np.argmin(keys[candidates])])
         picks.append(pick)
         remaining[pick] = False
+        penalty[pick] = np.inf
         live_values[rows, position[:, pick]] = 0.0
         in_play -= columns >= position[:, pick][:, None]
     return picks

@@ -1,0 +1,111 @@
+"""Bulyan's CPU kernels: the coordinate stage over the selected rows
+(coordinates.coordinate_mean_around_median) against mean_around_median over the sorted
+selected rows, and the repeated-Krum selection against a plain loop (ties, non-finite
+rows, rows that all score +inf)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import api
+from benchmark.coordinates import COLUMN_BLOCK, coordinate_mean_around_median
+from defenses import bulyan
+from tests.defense_references import finite, rows_of, sq_distance
+
+
+def awkward_inputs(n, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    d = 2 * COLUMN_BLOCK + 100
+    x = torch.randint(-2, 3, (n, d), generator=g).to(dtype)  # ties everywhere
+    x[:, ::3] = torch.randn(n, (d + 2) // 3, generator=g, dtype=dtype)
+    x[:, 5::7] = x[0, 5::7]  # duplicated rows' values
+    x[0, 10], x[-1, 4100], x[0, 8196], x[-1, 8197] = math.nan, math.inf, -math.inf, -math.nan
+    x[:, 11] = math.nan
+    x[: n // 2 + 1, 12] = math.inf
+    x[:, 13] = -0.0
+    return x
+
+
+def blocked_torch_form(x, selected, count):
+    return api.coordinate_statistic(x[selected],
+                                    lambda ordered: api.mean_around_median(ordered, count))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [2, 3, 7, 10, 15, 27, 30])
+def test_mean_around_median_of_the_selection(n, dtype):
+    x = awkward_inputs(n + 4, dtype, seed=n)
+    selected = torch.randperm(n + 4, generator=torch.Generator().manual_seed(n))[:n]
+    for count in sorted({1, 2, 3, max(1, n // 3), n // 2 + 1, n}):
+        result = coordinate_mean_around_median(x, count, selected)
+        expected = blocked_torch_form(x, selected, count)
+        torch.testing.assert_close(result, expected, equal_nan=True)
+        whole = api.mean_around_median(x[selected].sort(dim=0).values, count)  # torch's sort
+        torch.testing.assert_close(result, whole, equal_nan=True)
+        # the same bits where torch sums the few values first to last too (whole blocks)
+        full = slice(0, 2 * COLUMN_BLOCK)
+        assert torch.equal(result[full].isnan(), expected[full].isnan()), (n, count)
+        assert torch.equal(result[full].nan_to_num(), expected[full].nan_to_num()), (n, count)
+
+
+def test_more_than_17_values_in_the_window_agree_to_rounding():
+    x = torch.randn(60, 3000, generator=torch.Generator().manual_seed(1))
+    selected = torch.arange(5, 60)
+    for count in (18, 25):
+        torch.testing.assert_close(coordinate_mean_around_median(x, count, selected),
+                                   blocked_torch_form(x, selected, count))
+
+
+def test_all_rows_by_default_and_other_dtypes_through_torch():
+    x = awkward_inputs(9, torch.float64, seed=2)
+    expected = blocked_torch_form(x, torch.arange(9), 2)
+    torch.testing.assert_close(coordinate_mean_around_median(x, 2), expected, equal_nan=True)
+    half = x.to(torch.bfloat16)
+    result = coordinate_mean_around_median(half, 2, torch.arange(1, 9))
+    assert result.dtype == torch.bfloat16
+    assert torch.equal(result.nan_to_num(),
+                       blocked_torch_form(half, torch.arange(1, 9), 2).nan_to_num())
+
+
+def plain_picks(rows, f):
+    """The selection of tests/defense_references.ref_bulyan, returned."""
+    n = len(rows)
+    remaining, picked = list(range(n)), []
+    while len(picked) < n - 2 * f:
+        k = max(len(remaining) - f - 2, 1)
+
+        def score(i):
+            others = [sq_distance(rows[i], rows[j]) for j in remaining if j != i]
+            return sum(sorted(others + [math.inf] * k)[:k])
+        best = min(remaining, key=lambda i: (score(i) + (0 if finite(rows[i]) else math.inf), i))
+        picked.append(best)
+        remaining.remove(best)
+    return picked
+
+
+@pytest.mark.parametrize("layout", ["ties", "some non-finite", "all non-finite", "random"])
+def test_repeated_krum_picks_as_the_plain_loop(layout):
+    g = torch.Generator().manual_seed(5)
+    for n, f in [(7, 1), (11, 2), (15, 3), (12, 2)]:
+        x = (torch.randn(n, 4, generator=g, dtype=torch.float64) if layout == "random"
+             else torch.randint(-1, 2, (n, 4), generator=g).to(torch.float64))
+        if layout == "some non-finite":
+            x[1, 0], x[n - 2, 3], x[3] = math.nan, math.inf, -math.inf
+        if layout == "all non-finite":
+            x[:, 0] = math.nan
+        picks = bulyan.select(x, f, n - 2 * f).tolist()
+        assert picks == plain_picks(rows_of(x), f), (layout, n, f)
+
+
+def test_selection_stage_at_a_benchmark_size():
+    """n = 51, f = 12 (rows far from each other in one group of 27): the defense's output
+    is the coordinate stage over the selection."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(51, COLUMN_BLOCK + 300, generator=g)
+    result = bulyan.aggregate(x, 12)
+    assert len(set(result.selected.tolist())) == 27
+    expected = blocked_torch_form(x, result.selected, 3)
+    assert torch.equal(result.vector[:COLUMN_BLOCK], expected[:COLUMN_BLOCK])
+    torch.testing.assert_close(result.vector, expected)
+    assert np.isfinite(result.vector.numpy()).all()
