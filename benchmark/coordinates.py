@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 COLUMN_BLOCK = 4096  # columns per block where a kernel works block by block on CPU (in cache)
-WINDOW_CHUNK = 4 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last steps
+WINDOW_CHUNK = 4 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last
+# steps (a multiple of COLUMN_BLOCK)
 
 
 def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
@@ -68,10 +69,10 @@ def _sorted_row_blocks(gradients: torch.Tensor, selected: np.ndarray | None = No
 
 
 def _padded_width(k: int) -> int:
-    """numpy's vectorized sort of a short row costs about as much for 32 values as for
-    27 (n = 51, f = 12: Bulyan's selection), half as much again for 27 values alone:
-    rows of 9 to 128 values are padded with +inf to a power of two (sorted last, then
-    left out; a block holding NaN, which sorts after +inf, is sorted again unpadded)."""
+    """numpy's vectorized sort of a short row costs about 1.6 times as much for 27 values
+    (n = 51, f = 12: Bulyan's selection) as for 32, 25 % more for 51 than for 64: rows of
+    9 to 128 values are padded with +inf to a power of two (sorted last, then left out;
+    a block holding NaN, which sorts after +inf, is sorted again unpadded)."""
     return 1 << (k - 1).bit_length() if 8 < k <= 128 else k
 
 
@@ -100,9 +101,9 @@ def coordinate_mean_around_median(gradients: torch.Tensor, count: int,
                                   selected: torch.Tensor | None = None) -> torch.Tensor:
     """mean_around_median over the sorted coordinates of gradients[selected] (all rows by
     default), without copying the selected rows out first. On CPU the window's values
-    are summed first to last, then divided by `count`; torch's mean does the same for up
-    to 17 values, but for the last columns of a block of some widths: equal to float
-    rounding."""
+    are summed first to last, then divided by `count`: the bits of mean_around_median
+    (whose torch mean sums up to 17 values so, but for the last columns of a block of
+    some widths), else equal to float rounding."""
     if not _numpy_sorts(gradients):
         chosen = gradients if selected is None else gradients[selected]
         return coordinate_statistic(chosen, lambda ordered: mean_around_median(ordered, count))
@@ -223,4 +224,3 @@ def _sum_of_rows(rows: np.ndarray) -> np.ndarray:
 def _trimmed_mean_of_rows(rows: np.ndarray, trim: int) -> np.ndarray:
     n = rows.shape[1]
     return _sum_of_rows(rows[:, trim:n - trim]) / (n - 2 * trim)
-
