@@ -51,18 +51,23 @@ def repeated_krum(distances, finite, f, count):
     rows, columns = np.arange(n), np.arange(n)[None, :]
     live_values = values.copy()  # removed rows (and the row itself) count 0
     live_values[rows, position[rows, rows]] = 0.0
-    # in_play[i, p]: how many of row i's first p + 1 entries are still in play
-    in_play = np.repeat(columns + 1, n, axis=0)
+    # in_play[i, p]: how many of row i's first p + 1 entries are still in play, plus
+    # (n + 1) i: all rows in one ascending array, which one searchsorted reads
+    offsets = (n + 1) * rows
+    in_play = np.repeat(columns + 1, n, axis=0) + offsets[:, None]
     in_play -= columns >= position[rows, rows][:, None]
     penalty = np.where(finite, 0.0, np.inf)  # and +inf once picked
     sums = np.empty((n, n + 1))
     sums[:, n] = np.inf  # a row short of k entries in play scores +inf
+    # torch's cumsum: the same sums, one after the other, 4 times faster than numpy's here
+    live, prefix_sums = torch.from_numpy(live_values), torch.from_numpy(sums)[:, :n]
     remaining = np.ones(n, dtype=bool)
     picks = []
     for left in range(n, n - count, -1):
         k = max(left - f - 2, 1)
-        kth = (in_play < k).sum(axis=1)  # where each row's k-th entry in play sits
-        np.cumsum(live_values, axis=1, out=sums[:, :n])
+        # where each row's k-th entry in play sits (n: nowhere)
+        kth = np.searchsorted(in_play.ravel(), offsets + k) - n * rows
+        torch.cumsum(live, dim=1, out=prefix_sums)
         keys = sums[rows, kth] + penalty
         pick = int(np.argmin(keys))  # the first of the smallest: the first remaining one...
         if not remaining[pick]:  # ...unless every remaining row scores +inf (or NaN)
