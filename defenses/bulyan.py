@@ -21,9 +21,9 @@ import math
 import numpy as np
 import torch
 
-from benchmark.api import (Aggregated, Defense, distances_and_finite, krum_bound,
-                           pairwise_sq_distances, smallest_first)
-from benchmark.coordinates import coordinate_mean_around_median  # not yet in benchmark.api
+from benchmark.api import (Aggregated, Defense, coordinate_mean_around_median,
+                           distances_and_finite, krum_bound, pairwise_sq_distances,
+                           smallest_first)
 
 
 def select(gradients, f, count):
