@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import threadpoolctl
 import torch
 
 from . import checkpoint, engine, store
@@ -29,12 +30,21 @@ class CellResult:
 def single_thread() -> None:
     """One thread per run: parallelism comes from processes (DESIGN.md, "Scale"). Also
     keeps freed memory in the process (`keep_freed_memory`)."""
-    torch.set_num_threads(1)
+    set_threads(1)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # already set in this process
     keep_freed_memory()
+
+
+def set_threads(count: int) -> None:
+    """`count` threads for torch and for every BLAS and OpenMP pool loaded in the process.
+    numpy's OpenBLAS reads OPENBLAS_NUM_THREADS only when it loads (before a worker's
+    initializer runs) and otherwise starts a thread per core for products such as
+    `rows @ ones`, which also hides their work from a thread CPU-time clock."""
+    torch.set_num_threads(count)
+    threadpoolctl.threadpool_limits(count)
 
 
 # glibc's mallopt parameters (malloc.h) and the size kept: a step allocates and frees

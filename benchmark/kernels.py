@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import registry
+from .cells import set_threads
 from .api import UsageError
 
 SCHEMA = 1
@@ -326,7 +327,7 @@ def write_results(path: Path, machine: dict, settings: Settings, records: list[d
 
 
 def _child(cases: list[Case], device: str, settings: Settings, connection, parent: int) -> None:
-    torch.set_num_threads(settings.threads)
+    set_threads(settings.threads)
     connection.send(("ready",))
     for index, case in enumerate(cases):
         if os.getppid() != parent:  # the parent was killed: stop quietly

@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 from tabulate import tabulate
 
 from .. import kernels, registry
 from ..api import UsageError
+from ..cells import set_threads
 
 
 def register(commands) -> None:
@@ -32,7 +32,7 @@ def register(commands) -> None:
     parser.add_argument("--warmup", type=int, help="untimed calls first (default 1)")
     parser.add_argument("--case-timeout", type=float,
                         help="seconds before a case is stopped and skipped (default 300)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for torch and numpy's BLAS (default 1)")
     parser.add_argument("--clock", choices=kernels.CLOCKS, default="auto",
                         help="thread: CPU time of the measuring thread; wall: elapsed time; "
                              "auto (default): thread for one CPU thread, else wall")
@@ -88,7 +88,7 @@ def main(args) -> int:
     shapes = ([_shape(text) for text in args.shape] if args.shape
               else kernels.QUICK_SHAPES if args.quick else kernels.SHAPES)
     settings = settings_from(args)
-    torch.set_num_threads(settings.threads)  # the shared-kernel timings run here
+    set_threads(settings.threads)  # the shared-kernel timings run here
     output = Path(args.output) if args.output else None
     if output is None and not args.quick:
         output = Path("results") / "kernels" / f"{device.split(':')[0]}.json"
