@@ -93,7 +93,8 @@ def ref_multi_krum(rows, f):
     return ref_krum(rows, f, m="n-f")
 
 
-def ref_bulyan(rows, f):
+def bulyan_picks(rows, f):
+    """Bulyan's selection: n - 2f rows, each picked by Krum among those left, in order."""
     n = len(rows)
     remaining, picked = list(range(n)), []
     while len(picked) < n - 2 * f:
@@ -105,7 +106,12 @@ def ref_bulyan(rows, f):
         best = min(remaining, key=lambda i: (score(i) + (0 if finite(rows[i]) else INF), i))
         picked.append(best)
         remaining.remove(best)
-    selection = [rows[i] for i in picked]
+    return picked
+
+
+def ref_bulyan(rows, f):
+    n = len(rows)
+    selection = [rows[i] for i in bulyan_picks(rows, f)]
     centers = ref_median(selection, f)
     beta = n - 4 * f
     return [closest_mean(column_sorted(selection, j), centers[j], beta)

@@ -11,20 +11,12 @@ import torch
 from benchmark import api
 from benchmark.coordinates import COLUMN_BLOCK, coordinate_mean_around_median
 from defenses import bulyan
-from tests.defense_references import finite, rows_of, sq_distance
+from tests import test_coordinate_kernels as coordinate_kernels
+from tests.defense_references import bulyan_picks, rows_of
 
 
 def awkward_inputs(n, dtype, seed):
-    g = torch.Generator().manual_seed(seed)
-    d = 2 * COLUMN_BLOCK + 100
-    x = torch.randint(-2, 3, (n, d), generator=g).to(dtype)  # ties everywhere
-    x[:, ::3] = torch.randn(n, (d + 2) // 3, generator=g, dtype=dtype)
-    x[:, 5::7] = x[0, 5::7]  # duplicated rows' values
-    x[0, 10], x[-1, 4100], x[0, 8196], x[-1, 8197] = math.nan, math.inf, -math.inf, -math.nan
-    x[:, 11] = math.nan
-    x[: n // 2 + 1, 12] = math.inf
-    x[:, 13] = -0.0
-    return x
+    return coordinate_kernels.awkward_inputs(n, dtype, seed, extra_columns=100)
 
 
 def blocked_torch_form(x, selected, count):
@@ -68,22 +60,6 @@ def test_all_rows_by_default_and_other_dtypes_through_torch():
                        blocked_torch_form(half, torch.arange(1, 9), 2).nan_to_num())
 
 
-def plain_picks(rows, f):
-    """The selection of tests/defense_references.ref_bulyan, returned."""
-    n = len(rows)
-    remaining, picked = list(range(n)), []
-    while len(picked) < n - 2 * f:
-        k = max(len(remaining) - f - 2, 1)
-
-        def score(i):
-            others = [sq_distance(rows[i], rows[j]) for j in remaining if j != i]
-            return sum(sorted(others + [math.inf] * k)[:k])
-        best = min(remaining, key=lambda i: (score(i) + (0 if finite(rows[i]) else math.inf), i))
-        picked.append(best)
-        remaining.remove(best)
-    return picked
-
-
 @pytest.mark.parametrize("layout", ["ties", "some non-finite", "all non-finite", "random"])
 def test_repeated_krum_picks_as_the_plain_loop(layout):
     g = torch.Generator().manual_seed(5)
@@ -95,7 +71,7 @@ def test_repeated_krum_picks_as_the_plain_loop(layout):
         if layout == "all non-finite":
             x[:, 0] = math.nan
         picks = bulyan.select(x, f, n - 2 * f).tolist()
-        assert picks == plain_picks(rows_of(x), f), (layout, n, f)
+        assert picks == bulyan_picks(rows_of(x), f), (layout, n, f)
 
 
 def test_selection_stage_at_a_benchmark_size():

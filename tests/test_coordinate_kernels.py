@@ -11,9 +11,11 @@ from benchmark.coordinates import COLUMN_BLOCK, coordinate_median, coordinate_tr
     median_of_sorted
 
 
-def awkward_inputs(n, dtype, seed=3):
+def awkward_inputs(n, dtype, seed=3, extra_columns=7):
+    """[n, 2 blocks + extra_columns]: ties, duplicated values, NaN of either sign,
+    infinities and -0.0, some at the block seams."""
     g = torch.Generator().manual_seed(seed)
-    d = 2 * COLUMN_BLOCK + 7
+    d = 2 * COLUMN_BLOCK + extra_columns
     x = torch.randint(-2, 3, (n, d), generator=g).to(dtype)  # ties everywhere
     x[:, ::3] = torch.randn(n, (d + 2) // 3, generator=g, dtype=dtype)
     x[:, 5::7] = x[0, 5::7]  # duplicated rows' values
