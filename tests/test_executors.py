@@ -127,3 +127,19 @@ def test_a_killed_cell_leaves_no_checkpoint_and_stale_temporary_folders_go(tmp_p
     assert not saved.exists(), "a complete cell keeps no checkpoint to resume"
     assert not dead.exists(), "its process is gone: nothing will finish it"
     assert alive.exists(), "a running process may still publish it"
+
+
+def test_a_worker_runs_every_thread_pool_with_one_thread():
+    """numpy's OpenBLAS reads its thread count when it loads, before a worker's initializer
+    runs: the initializer must still bring it (and torch's OpenMP) down to one thread, or
+    parallel runs oversubscribe the cores."""
+    probe = ("import numpy, torch\n"
+             "from threadpoolctl import threadpool_info\n"
+             "from benchmark import executors\n"
+             "executors._init_worker()\n"
+             "print(sorted({pool['num_threads'] for pool in threadpool_info()}), "
+             "torch.get_num_threads())\n")
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "4"}
+    output = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=environment,
+                            capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["[1]", "1"]
