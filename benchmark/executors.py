@@ -8,9 +8,12 @@ failed without storing anything (the next run tries again), and the matrix goes 
 atomically, so an interrupted matrix resumes where it stopped.
 
 Dask (`run_dask`): the same cells on a cluster (`tcp://host:8786`, e.g. dask-jobqueue on
-Slurm) or on a local cluster started here. Each worker runs its cell in a scratch folder
-and sends the files back; this process publishes them under the results root, so the
-workers need the same code and data, not a shared file system.
+Slurm) or on a local cluster started here. The workers need the same code and data. A
+worker that sees the results root (a shared file system: this process leaves a mark file
+in it for the run) runs its cell there, like a local worker: checkpoints
+(`--checkpoint-every`) survive its death and the retry resumes from the last one.
+Otherwise it runs the cell in a scratch folder and sends the files back, and this process
+publishes them.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import queue
 import signal
 import tempfile
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -190,8 +194,14 @@ def run_serial(configs: Iterable[RunConfig], root: Path | str,
 
 # --- Dask -------------------------------------------------------------------------------
 
-def _run_packed(config_dict: dict) -> tuple[CellResult, dict[str, bytes]]:
-    """On a Dask worker: runs the cell in a scratch folder, returns its files."""
+SHARED_MARK = ".dask-run-"  # + a token: the file by which a worker recognises the root
+
+
+def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = None
+                ) -> tuple[CellResult, dict[str, bytes] | None]:
+    """On a Dask worker: runs the cell under `root` if this worker sees the run's mark
+    file there (returns no files: the cell is published), else in a scratch folder
+    (returns its files)."""
     from distributed import get_worker
 
     _init_worker()
@@ -201,6 +211,8 @@ def _run_packed(config_dict: dict) -> tuple[CellResult, dict[str, bytes]]:
         worker.log_event("cell-start", {"key": config.hash(), "worker": worker.address})
     except ValueError:  # not on a worker (e.g. a test calling this directly)
         pass
+    if root is not None and mark is not None and (Path(root) / mark).exists():
+        return run_cell(config, root), None
     with tempfile.TemporaryDirectory(prefix="cell-") as scratch:
         result = run_cell(config, scratch, resume=False)
         files = {path.name: path.read_bytes() for path in sorted(result.folder.iterdir())}
@@ -262,8 +274,13 @@ def _run_on(client, configs, root, on_done: OnDone) -> list[CellResult]:
             on_done(result)
         else:
             todo.append(config)
-    futures = {client.submit(_run_packed, config.to_dict(), key=f"cell-{config.hash()}",
-                             pure=False): config for config in todo}
+    root = Path(root).resolve()
+    mark = root / f"{SHARED_MARK}{uuid.uuid4().hex}"
+    root.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    futures = {client.submit(_run_packed, config.to_dict(), str(root), mark.name,
+                             key=f"cell-{config.hash()}", pure=False): config
+               for config in todo}
     clocks = _Clocks()
     try:
         while futures:
@@ -282,6 +299,8 @@ def _run_on(client, configs, root, on_done: OnDone) -> list[CellResult]:
     except BaseException:
         client.cancel(list(futures))
         raise
+    finally:
+        mark.unlink(missing_ok=True)
     return results
 
 
@@ -296,6 +315,8 @@ def _collect(future, config: RunConfig, root) -> CellResult:
             return _failed(config, f"its worker died {ATTEMPTS + 1} times (crash, out of "
                                    "memory or lost node)")
         return _failed(config, f"{name}: {error}")
+    if files is None:  # run under the shared root: already published
+        return result
     return dataclasses.replace(result, folder=_publish_files(root, config, files))
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from benchmark import checkpoint, executors, store
+from benchmark.cells import run_cell
 from benchmark.config import make_config
 from tests.conftest import REPO
 from tests.plugin_fixtures import write_plugin
@@ -143,3 +144,58 @@ def test_a_worker_runs_every_thread_pool_with_one_thread():
     output = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=environment,
                             capture_output=True, text=True, check=True).stdout
     assert output.split() == ["[1]", "1"]
+
+
+CRASH_AFTER_A_CHECKPOINT = '''
+import os
+from pathlib import Path
+
+from benchmark.api import Defense
+
+MARK = Path({mark!r})
+calls = 0
+
+
+def crash_at_step_3(gradients, f):
+    global calls
+    calls += 1
+    if calls == 4 and not MARK.exists():  # after the checkpoint of step 2; once
+        MARK.write_text("crashed")
+        os.kill(os.getpid(), 9)
+    return gradients.mean(dim=0)
+
+
+defense = Defense(name="crashlater", aggregate=crash_at_step_3)
+'''
+
+
+@pytest.mark.slow
+def test_a_dask_cell_whose_worker_dies_resumes_from_its_checkpoint(plugin_dir, tmp_path):
+    write_plugin(plugin_dir, "defenses", "crashlater",
+                 CRASH_AFTER_A_CHECKPOINT.format(mark=str(tmp_path / "mark")))
+    config = make_config(defense="crashlater", attack="none", steps=6, eval_every=2,
+                         checkpoint_every=2, profile="tiny")
+    done = []
+    executors.run_dask([config], tmp_path / "results", done.append, workers=1)
+    assert (tmp_path / "mark").exists(), "the worker did die"
+    assert [result.status for result in done] == ["ok"], done[0].reason
+    record = store.read_run(done[0].folder)
+    assert record["resumed_from_step"] == 2 and record["steps_done"] == 6
+    assert not list((tmp_path / "results").glob(f"{executors.SHARED_MARK}*")), \
+        "the run's mark file is removed"
+    uninterrupted = run_cell(config, tmp_path / "again")
+    for name in ("eval.csv", "metrics.csv"):
+        assert (done[0].folder / name).read_bytes() == (uninterrupted.folder / name).read_bytes()
+
+
+def test_a_dask_worker_that_does_not_see_the_root_sends_the_files_back(tmp_path):
+    config = make_config(defense="median", attack="none", steps=2, eval_every=2,
+                         profile="tiny")
+    root = tmp_path / "results"
+    root.mkdir()
+    result, files = executors._run_packed(config.to_dict(), str(root), "no-such-mark")
+    assert result.status == "ok" and {"run.json", "eval.csv"} <= set(files)
+    assert not list(root.iterdir()), "nothing written under a root it does not see"
+    (root / "the-mark").touch()
+    result, files = executors._run_packed(config.to_dict(), str(root), "the-mark")
+    assert files is None and store.is_complete(result.folder, config)
