@@ -72,9 +72,7 @@ class ModelFunctions:
         return gradients, losses
 
     def _fused(self, theta, inputs, targets):
-        parameters = [piece.view(shape) for piece, shape
-                      in zip(torch.split(theta, self.sizes), self.shapes)]
-        return self.fused.gradients(parameters, inputs, targets)
+        return self.fused.gradients(list(self.unflatten(theta).values()), inputs, targets)
 
     def _vmap(self, theta, inputs, targets):
         params = self.unflatten(theta)

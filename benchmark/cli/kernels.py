@@ -32,7 +32,8 @@ def register(commands) -> None:
     parser.add_argument("--warmup", type=int, help="untimed calls first (default 1)")
     parser.add_argument("--case-timeout", type=float,
                         help="seconds before a case is stopped and skipped (default 300)")
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch and numpy's BLAS (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for torch and numpy's BLAS (default 1)")
     parser.add_argument("--clock", choices=kernels.CLOCKS, default="auto",
                         help="thread: CPU time of the measuring thread; wall: elapsed time; "
                              "auto (default): thread for one CPU thread, else wall")
