@@ -69,6 +69,8 @@ class Defense:
         hands ceil(n/s) rows on.
     keeps_rows: for a pre-aggregator, whether output row i still stands for
         worker i (so a selecting rule after it still reports Byzantine picks).
+    version: the behaviour version (see benchmark.behaviour): bump it when the rule
+        computes different numbers, and its stored results become stale.
     """
     name: str
     aggregate: Callable[..., Any]
@@ -83,6 +85,7 @@ class Defense:
     preaggregator: bool = False
     resize: Callable[..., tuple[int, int]] | None = None
     keeps_rows: bool = False
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class Attack:
     absent=True: the Byzantine workers send nothing (the defense sees n - f rows).
     flip_labels(targets, num_classes) -> targets: a data-level attack; the
         Byzantine workers then compute honest gradients on the altered batch.
+    clean=True: no attack at all: the f Byzantine workers behave as honest ones
+        (the defense sees n honest rows and is still told f).
+    version: the behaviour version (benchmark.behaviour); bump it when the attack
+        sends different vectors.
     """
     name: str
     attack: Callable[..., torch.Tensor] | None = None
@@ -108,6 +115,8 @@ class Attack:
     randomized: bool = False
     absent: bool = False
     flip_labels: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    clean: bool = False
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,8 @@ class Task:
     loss(outputs, targets) -> scalar Tensor (mean over the batch)
     defaults: hyper-parameters; any key of benchmark.config.RunConfig,
         plus `f_values`, the f values a matrix profile uses for this task.
+    version: the behaviour version (benchmark.behaviour); bump it when the data,
+        the model or the loss change what a run computes.
     """
     name: str
     load: Callable[[str | None], TaskData]
@@ -143,4 +154,5 @@ class Task:
     description: str = ""
     reference: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
 

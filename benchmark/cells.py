@@ -21,7 +21,7 @@ from .summary import summarize
 class CellResult:
     config: RunConfig
     folder: Path | None
-    status: str                 # ok | failed | diverged | skipped | invalid
+    status: str                 # ok | failed | diverged | skipped | postponed (budget)
     reason: str | None = None
     summary: dict | None = None
     seconds: float = 0.0
@@ -87,7 +87,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
         return CellResult(config, final, "skipped", record["reason"], record["summary"])
     record = store.provenance_record(config)  # before the run: a broken plugin name fails here
     checkpoints = checkpoint.folder_for(final)
-    saved = _saved_state(config, record["code"], checkpoints, require_checkpoint) \
+    saved = _saved_state(config, record["versions"], checkpoints, require_checkpoint) \
         if resume else None
     started, clock = store.now(), time.monotonic()
     previous_seconds = saved["seconds"] if saved else 0.0
@@ -113,7 +113,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
 
     def on_checkpoint(sim):
         seconds = previous_seconds + time.monotonic() - clock
-        checkpoint.save(checkpoints, checkpoint.payload(config, record["code"], sim,
+        checkpoint.save(checkpoints, checkpoint.payload(config, record["versions"], sim,
                                                         metric_rows, eval_rows, seconds))
 
     for row in saved["metrics"] if saved else ():
@@ -129,7 +129,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
             if keep_checkpoint:
                 seconds = previous_seconds + time.monotonic() - clock
                 checkpoint.write_atomic(temp / checkpoint.KEPT_NAME, checkpoint.payload(
-                    config, record["code"], simulation, metric_rows, eval_rows, seconds))
+                    config, record["versions"], simulation, metric_rows, eval_rows, seconds))
     except Exception as error:  # a harness or plugin bug must fail this cell only
         last = traceback.extract_tb(error.__traceback__)[-1]
         outcome = engine.Outcome("failed", f"{type(error).__name__}: {error} "
@@ -153,7 +153,8 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
                       record["timings"]["seconds"])
 
 
-def _saved_state(config: RunConfig, code: dict, folder: Path, required: bool) -> dict | None:
+def _saved_state(config: RunConfig, versions: dict, folder: Path, required: bool
+                 ) -> dict | None:
     """The last checkpoint of this run, or None to start from step 0."""
     path = checkpoint.latest(folder)
     if path is None:
@@ -163,7 +164,7 @@ def _saved_state(config: RunConfig, code: dict, folder: Path, required: bool) ->
                              f"{_other_checkpoints(folder)}")
         return None
     try:
-        return checkpoint.load(path, config, code)
+        return checkpoint.load(path, config, versions)
     except checkpoint.CheckpointMismatch as refusal:
         if required:
             raise UsageError(f"cannot resume: {refusal}") from None

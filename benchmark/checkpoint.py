@@ -6,7 +6,7 @@ run writes into), so a restarted run finds them:
 
     step-00000120.pt   torch.save of the run's state after step 120 (Simulation.state_dict),
                        the metrics and eval rows written so far, the seconds spent so far,
-                       and what the run was: its config and code hashes
+                       and what the run was: its config and behaviour versions
 
 A file is written under a temporary name, flushed to disk (fsync) and renamed, so a file
 with the final name is whole; once it is in place the older ones are deleted. The folder
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from . import behaviour
 from .config import NOT_HASHED, RunConfig
 
-FORMAT = 1
+FORMAT = 2  # 2: tied to behaviour versions, not to code hashes
 PREFIX = ".ckpt-"
 KEPT_NAME = "checkpoint.pt"
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -117,15 +118,16 @@ def identity(config: RunConfig) -> dict:
     return {key: value for key, value in config.to_dict().items() if key not in NOT_HASHED}
 
 
-def payload(config: RunConfig, code: dict, simulation, metric_rows: list[dict],
+def payload(config: RunConfig, versions: dict, simulation, metric_rows: list[dict],
             eval_rows: list[dict], seconds: float) -> dict:
-    return {"format": FORMAT, "config": identity(config), "code": dict(code),
+    return {"format": FORMAT, "config": identity(config), "versions": versions,
             "step": simulation.step_index, "simulation": simulation.state_dict(),
             "metrics": _table(metric_rows), "eval": _table(eval_rows), "seconds": seconds}
 
 
-def mismatch(saved: dict, config: RunConfig, code: dict) -> str | None:
-    """Why the checkpoint `saved` cannot continue the run of `config` with `code`, or None."""
+def mismatch(saved: dict, config: RunConfig, versions: dict) -> str | None:
+    """Why the checkpoint `saved` cannot continue the run of `config` under the behaviour
+    `versions` (benchmark.behaviour), or None."""
     if saved.get("format") != FORMAT:
         return f"it has format {saved.get('format')!r}, this harness reads format {FORMAT}"
     wanted = identity(config)
@@ -135,25 +137,23 @@ def mismatch(saved: dict, config: RunConfig, code: dict) -> str | None:
                if key not in wanted]
     if differ:
         return "it was written for another configuration: " + ", ".join(differ)
-    changed = sorted(key for key in set(code) | set(saved["code"])
-                     if code.get(key) != saved["code"].get(key))
+    changed = behaviour.differences(saved["versions"], versions)
     if changed:
-        return (f"the {', '.join(changed)} code changed since it was written "
-                "(code hash mismatch)")
+        return f"the behaviour changed since it was written ({'; '.join(changed)})"
     if not 0 < saved["step"] <= config.steps:
         return f"it is at step {saved['step']}, outside this run's 1..{config.steps}"
     return None
 
 
-def load(path: Path, config: RunConfig, code: dict) -> dict:
+def load(path: Path, config: RunConfig, versions: dict) -> dict:
     """The checkpoint at `path` with its rows as dicts; CheckpointMismatch if it does not
-    belong to this run (other config or code) or cannot be read."""
+    belong to this run (other config or behaviour versions) or cannot be read."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated by hand, or a class that no longer unpickles
         raise CheckpointMismatch(f"checkpoint {path} is unreadable "
                                  f"({type(error).__name__}: {error})") from error
-    reason = mismatch(saved, config, code) if isinstance(saved, dict) else "not a checkpoint"
+    reason = mismatch(saved, config, versions) if isinstance(saved, dict) else "not a checkpoint"
     if reason:
         raise CheckpointMismatch(f"checkpoint {path} refused: {reason}")
     saved["metrics"], saved["eval"] = _rows(saved["metrics"]), _rows(saved["eval"])

@@ -121,7 +121,6 @@ class Simulation:
         self.functions = ModelFunctions(task.model().to(self.device), task.loss, config.gradients)
         self.theta = self.functions.initial_parameters()
         self.theta0 = self.theta.clone()
-        d, h = self.functions.dimension, config.n - config.byzantine
 
         def generator(stream):
             return torch.Generator(device="cpu").manual_seed(stream_seed(config.seed, stream))
@@ -129,6 +128,7 @@ class Simulation:
         self.shuffle_generator = generator("shuffle")
         self.defense = BoundDefense(config.defense, config.f, generator("defense"))
         self.attack = BoundAttack(config.attack, config.byzantine, generator("attack"))
+        d, h = self.functions.dimension, config.n - self.attack.f
         self.honest_count = h
         rows = check_pair(self.defense, self.attack, config.n)
         self.sampler = make_sampler(config, self.data.train_targets, generator("data"))

@@ -40,6 +40,16 @@ ATTEMPTS = 2                   # a cell whose worker dies is run at most this ma
 POLL = 0.5                     # seconds between checks of running cells' clocks
 
 OnDone = Callable[[CellResult], None]
+POSTPONED = "postponed"  # a cell not started because the matrix's budget had run out
+
+
+def _postponed(config: RunConfig) -> CellResult:
+    return CellResult(config, None, POSTPONED, "the matrix's --budget ran out before it started")
+
+
+def _past(deadline: float | None) -> bool:
+    """True once the wall clock passes `deadline` (time.time(); None: no deadline)."""
+    return deadline is not None and time.time() > deadline
 
 
 def with_budget(config: RunConfig) -> RunConfig:
@@ -92,7 +102,9 @@ def _init_worker(started=None, gpu_slots=None) -> None:
 _STARTED = None  # in a local worker process: the queue announcing which cell runs where
 
 
-def _run_in_worker(config_dict: dict, root: str) -> CellResult:
+def _run_in_worker(config_dict: dict, root: str, deadline: float | None = None) -> CellResult:
+    if _past(deadline):  # queued before the budget ran out, reached after
+        return _postponed(RunConfig.from_dict(config_dict))
     if _STARTED is not None:
         _STARTED.put((RunConfig.from_dict(config_dict).hash(), os.getpid()))
     return run_cell(RunConfig.from_dict(config_dict), root)
@@ -101,9 +113,11 @@ def _run_in_worker(config_dict: dict, root: str) -> CellResult:
 # --- local processes ------------------------------------------------------------------
 
 def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
-              on_done: OnDone, gpus: list[int | None] | None = None) -> list[CellResult]:
+              on_done: OnDone, gpus: list[int | None] | None = None,
+              deadline: float | None = None) -> list[CellResult]:
     """Runs `configs` on `jobs` spawned processes; calls on_done as each finishes. With
-    `gpus` (benchmark.devices.worker_devices), one process per entry, pinned to that GPU."""
+    `gpus` (benchmark.devices.worker_devices), one process per entry, pinned to that GPU.
+    No cell starts after `deadline` (time.time()): those are returned as postponed."""
     pending = [with_budget(config) for config in configs]
     results: list[CellResult] = []
     attempts: dict[str, int] = {}
@@ -119,7 +133,8 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
         with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(pending))),
                                  mp_context=context, initializer=_init_worker,
                                  initargs=(started, gpu_slots)) as pool:
-            futures = {pool.submit(_run_in_worker, c.to_dict(), str(root)): c for c in pending}
+            futures = {pool.submit(_run_in_worker, c.to_dict(), str(root), deadline): c
+                       for c in pending}
             pending = []
             running: dict[str, tuple[int, float]] = {}  # config hash -> (pid, start)
             killed: set[str] = set()
@@ -127,9 +142,17 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
                 while futures:
                     done, _ = wait(futures, timeout=POLL, return_when=FIRST_COMPLETED)
                     _drain(started, running)
+                    if _past(deadline):
+                        for future in [f for f in futures if f.cancel()]:
+                            done.add(future)
                     for future in done:
                         config = futures.pop(future)
                         key = config.hash()
+                        if future.cancelled():
+                            result = _postponed(config)
+                            results.append(result)
+                            on_done(result)
+                            continue
                         try:
                             result = future.result()
                         except BrokenProcessPool:
@@ -180,13 +203,13 @@ def _kill_overdue(futures: dict, running: dict, killed: set) -> None:
 
 
 def run_serial(configs: Iterable[RunConfig], root: Path | str,
-               on_done: OnDone) -> list[CellResult]:
+               on_done: OnDone, deadline: float | None = None) -> list[CellResult]:
     """The same in this process (jobs = 1): no process start-up cost, and only the
     engine's own budget check (a step that never returns is not interrupted)."""
     single_thread()
     results = []
     for config in configs:
-        result = run_cell(with_budget(config), root)
+        result = _postponed(config) if _past(deadline) else run_cell(with_budget(config), root)
         results.append(result)
         on_done(result)
     return results
@@ -197,15 +220,17 @@ def run_serial(configs: Iterable[RunConfig], root: Path | str,
 SHARED_MARK = ".dask-run-"  # + a token: the file by which a worker recognises the root
 
 
-def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = None
-                ) -> tuple[CellResult, dict[str, bytes] | None]:
+def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = None,
+                deadline: float | None = None) -> tuple[CellResult, dict[str, bytes] | None]:
     """On a Dask worker: runs the cell under `root` if this worker sees the run's mark
     file there (returns no files: the cell is published), else in a scratch folder
-    (returns its files)."""
+    (returns its files); postponed without running once `deadline` has passed."""
     from distributed import get_worker
 
-    _init_worker()
     config = RunConfig.from_dict(config_dict)
+    if _past(deadline):
+        return _postponed(config), None
+    _init_worker()
     try:
         worker = get_worker()
         worker.log_event("cell-start", {"key": config.hash(), "worker": worker.address})
@@ -243,7 +268,8 @@ def start_local_cluster(workers: int):
 
 
 def run_dask(configs: Iterable[RunConfig], root: Path | str, on_done: OnDone, *,
-             scheduler: str | None = None, workers: int | None = None) -> list[CellResult]:
+             scheduler: str | None = None, workers: int | None = None,
+             deadline: float | None = None) -> list[CellResult]:
     """Runs `configs` on the Dask cluster at `scheduler`, or on a local one of `workers`
     processes. Complete cells are skipped here; the others go to the cluster."""
     from distributed import Client
@@ -252,14 +278,15 @@ def run_dask(configs: Iterable[RunConfig], root: Path | str, on_done: OnDone, *,
     results: list[CellResult] = []
     with Client(scheduler or cluster) as client:
         try:
-            results = _run_on(client, configs, root, on_done)
+            results = _run_on(client, configs, root, on_done, deadline)
         finally:
             if cluster is not None:
                 cluster.close()
     return results
 
 
-def _run_on(client, configs, root, on_done: OnDone) -> list[CellResult]:
+def _run_on(client, configs, root, on_done: OnDone, deadline: float | None
+            ) -> list[CellResult]:
     from concurrent.futures import CancelledError
 
     from distributed import wait as dask_wait
@@ -278,7 +305,7 @@ def _run_on(client, configs, root, on_done: OnDone) -> list[CellResult]:
     mark = root / f"{SHARED_MARK}{uuid.uuid4().hex}"
     root.mkdir(parents=True, exist_ok=True)
     mark.touch()
-    futures = {client.submit(_run_packed, config.to_dict(), str(root), mark.name,
+    futures = {client.submit(_run_packed, config.to_dict(), str(root), mark.name, deadline,
                              key=f"cell-{config.hash()}", pure=False): config
                for config in todo}
     clocks = _Clocks()
@@ -315,7 +342,7 @@ def _collect(future, config: RunConfig, root) -> CellResult:
             return _failed(config, f"its worker died {ATTEMPTS + 1} times (crash, out of "
                                    "memory or lost node)")
         return _failed(config, f"{name}: {error}")
-    if files is None:  # run under the shared root: already published
+    if files is None:  # run under the shared root (already published), or postponed
         return result
     return dataclasses.replace(result, folder=_publish_files(root, config, files))
 

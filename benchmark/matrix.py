@@ -3,6 +3,8 @@
 A profile lists tasks, attacks, placements, f values and seeds, plus settings:
     defenses = [...]    the defenses of a whole-profile run (`run` without --defense);
                         "*": every registered rule
+    compositions = [...]  pre-aggregator compositions run and ranked as defenses of their
+                        own (e.g. "nnm+trmean")
     smallest_f_only = [...]  defenses run only at each task's smallest f (e.g. bulyan)
     [settings]          RunConfig fields for every cell
     [task.<name>]       RunConfig fields for one task's cells, and optionally
@@ -41,6 +43,7 @@ class Profile:
     seeds: list[int]
     f: list[int] | None = None
     defenses: list[str] | None = None
+    compositions: list[str] = field(default_factory=list)
     smallest_f_only: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     task: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -88,7 +91,7 @@ def profile_defenses(profile: Profile) -> list[str]:
     if ALL in names:
         names = [name for name in registry.names("defense")
                  if not registry.lookup("defense", name).spec.preaggregator]
-    return [with_profile_options(profile, name) for name in names]
+    return [with_profile_options(profile, name) for name in [*names, *profile.compositions]]
 
 
 def with_profile_options(profile: Profile, defense: str) -> str:

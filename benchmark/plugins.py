@@ -148,7 +148,7 @@ class BoundAttack:
 
     def __init__(self, text: str, f_real: int, generator: torch.Generator):
         (self.component,) = registry.resolve("attack", text)
-        self.f = f_real
+        self.f = 0 if self.spec.clean else f_real  # clean: every worker is honest
         self.generator = generator
 
     @property

@@ -178,11 +178,14 @@ class Component:
         return f"{self.spec.name}:{suffix}" if suffix else self.spec.name
 
 
+COMPOSE = r"\+(?=\s*[A-Za-z_])"  # the '+' of `pre+rule`, not the '+' of a number such as 1e+30
+
+
 def resolve(kind: str, text: str) -> list[Component]:
     """Parse 'name[:options][+name[:options]...]' into components, validating names and options."""
     if not text or not text.strip():
         raise UsageError(f"empty {kind} name; known {kind}s: {', '.join(names(kind))}")
-    parts = re.split(r"\+(?=\s*[A-Za-z_])", text)  # not the '+' of a number such as 1e+30
+    parts = re.split(COMPOSE, text)
     if kind != "defense" and len(parts) > 1:
         raise UsageError(f"{kind} {text!r}: only defenses compose with '+'")
     components = []

@@ -28,10 +28,10 @@ from typing import Iterator
 import jsonschema
 import pandas as pd
 
-from . import provenance
+from . import behaviour, provenance
 from .config import RunConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `versions` (behaviour versions) recorded
 SCHEMA = json.loads((Path(__file__).parent / "run.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)  # built once: validate() re-checks the schema
 COMPLETE_STATUSES = ("ok", "failed", "diverged")
@@ -158,6 +158,7 @@ def provenance_record(config: RunConfig) -> dict:
         "schema_version": SCHEMA_VERSION,
         "config": config.to_dict(),
         "config_hash": config.hash(),
+        "versions": behaviour.of_config(config),
         "code": provenance.code_hashes(config),
         "packages": provenance.package_versions(),
         "git": provenance.git_state(),
@@ -215,10 +216,11 @@ def seal_problem(folder: Path, record: dict) -> str | None:
 
 
 def is_complete(folder: Path, config: RunConfig) -> bool:
-    """True if `folder` holds a finished run of exactly `config` with today's code."""
+    """True if `folder` holds a finished run of exactly `config` whose behaviour versions
+    are the code's (a refactor keeps it complete; a behaviour change does not)."""
     record = read_run(folder)
     return (record is not None and record["config_hash"] == config.hash()
-            and record["code"] == provenance.code_hashes(config))
+            and behaviour.stale_reason(record, behaviour.of_config(config)) is None)
 
 
 def cell_folders(root: Path | str) -> Iterator[Path]:

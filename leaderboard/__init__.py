@@ -3,7 +3,8 @@ the stored results (the same files give the same bytes: nothing depends on the c
 the machine or the order files are listed in).
 
     collect   which results enter, and why the others do not
-    scores    worst case, ranks with tie groups, overall, momentum gain
+    scores    run accuracy, worst case, summaries, momentum gain
+    statistics  intervals, paired tests, ranks with tie groups
     kernels   the speed table (results/kernels/*.json)
     render    Markdown and HTML (templates/)
     plots     seaborn figures for the site
@@ -42,7 +43,7 @@ def _plots(board: scores.Board, results: list[collect.Result], site: Path):
         anchor, group = render.slug(table), by_setting[table.setting]
         entries = []
         for kind, caption, draw in (
-                ("heatmap", "mean final accuracy, defense × attack", plots.heatmap),
+                ("heatmap", "mean run accuracy, defense × attack", plots.heatmap),
                 ("curves", "test accuracy over steps (band: ± sd over seeds)", plots.curves),
                 ("ratio", "honest deviation / norm vs the rule's bound", plots.ratio)):
             relative = f"plots/{anchor}-{kind}.png"

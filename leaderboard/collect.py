@@ -5,12 +5,12 @@ A result folder enters if, in this order of checks, it
   2. was run under the leaderboard's profile                 (else "profile quick ...")
   3. is unchanged since its run (files and record sealed)    (else "hand-edited")
   4. names a defense, attack and task registered in the tree (else "not registered")
-  5. was run with the code now in the tree                   (else "stale")
+  5. ran with the behaviour versions now in the tree          (else "stale")
   6. is a cell of the profile as it is now                   (else "not a cell of")
   7. is the only result of its cell, in its own folder       (else "duplicate"/"misplaced")
-and its group (task, placement, f and any grid value, defense) has it within the seeds
-that every attack of the group has, counted from the profile's first seed (else
-"incomplete": a matrix may grow seed by seed, but no one picks which seeds count).
+and its group (task, placement, f and any grid value, defense) is complete: every attack
+and seed the profile expects of it is present (else "incomplete"). The coverage (cells
+present / expected) is counted per task and setting.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import matrix, provenance, registry, store
+from benchmark import behaviour, matrix, registry, store
 from benchmark.api import UsageError
 from benchmark.config import RunConfig
 
@@ -34,6 +34,13 @@ class Result:
     folder: Path
     record: dict
     label: dict               # the profile's label of this cell (task, attack, f, ...)
+    evaluation_rows: list[tuple[int, float]] | None = None  # read from eval.csv when asked
+
+    def evaluations(self) -> list[tuple[int, float]]:
+        """(step, test accuracy) of each evaluation, in order (eval.csv)."""
+        if self.evaluation_rows is None:
+            self.evaluation_rows = read_evaluations(self.folder / "eval.csv")
+        return self.evaluation_rows
 
     @property
     def setting(self) -> tuple:
@@ -58,6 +65,23 @@ class Collection:
     exclusions: list[Exclusion] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # excluded folder -> why
     sound: list[Result] = field(default_factory=list)  # results before the completeness check
+    coverage: dict[tuple, list[int]] = field(default_factory=dict)  # (task, setting) ->
+    # [cells present, cells expected]
+
+
+def read_evaluations(path: Path) -> list[tuple[int, float]]:
+    """eval.csv's (step, accuracy) pairs; parsed by hand: pandas costs a millisecond a file."""
+    lines = path.read_text().split("\n")
+    if not lines or not lines[0]:
+        return []
+    header = lines[0].split(",")
+    step, accuracy = header.index("step"), header.index("accuracy")
+    rows = []
+    for line in lines[1:]:
+        if line:
+            values = line.split(",")
+            rows.append((int(values[step]), float(values[accuracy])))
+    return rows
 
 
 def setting_of(label: dict) -> tuple:
@@ -82,6 +106,12 @@ class ProfileCells:
                                      and cell.label["attack"] == BASELINE_ATTACK}
         return self._baselines[task]
 
+    def listed_defenses(self) -> list[str]:
+        """The defenses a whole-profile run covers (none if the profile lists none)."""
+        if not getattr(self.profile, "defenses", None):
+            return []
+        return matrix.profile_defenses(self.profile)
+
     def expected(self, defense: str, task: str) -> dict[str, matrix.Cell]:
         """Every valid cell for `defense` on `task`, by config hash (with the baseline's
         when `defense` is the profile's baseline rule). Raises UsageError."""
@@ -95,27 +125,9 @@ class ProfileCells:
 
 
 @functools.lru_cache(maxsize=4096)
-def _current_code(defense: str, attack: str, task: str) -> tuple:
-    config = RunConfig(task=task, defense=defense, attack=attack)
-    return tuple(sorted(provenance.code_hashes(config).items()))
-
-
-def current_code(config: RunConfig) -> dict[str, str]:
-    """provenance.code_hashes(config), computed once per (defense, attack, task) until
-    `forget_code()` (hashing follows imports through the sources: not free)."""
-    return dict(_current_code(config.defense, config.attack, config.task))
-
-
-def forget_code() -> None:
-    _current_code.cache_clear()
-
-
-def _code_difference(config: RunConfig, stored: dict) -> str | None:
-    current = current_code(config)
-    changed = sorted(part for part in current if stored.get(part) != current[part])
-    if not changed:
-        return None
-    return f"stale: the {' and '.join(changed)} code changed since the run"
+def current_versions(defense: str, attack: str, task: str) -> dict:
+    """benchmark.behaviour.versions, once per (defense, attack, task): treat as read-only."""
+    return behaviour.versions(defense, attack, task)
 
 
 def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | None, str]:
@@ -144,7 +156,8 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
         registry.lookup("task", config.task)
     except UsageError as error:
         return None, f"not registered in this tree: {error}"
-    stale = _code_difference(config, record["code"])
+    stale = behaviour.stale_reason(record, current_versions(config.defense, config.attack,
+                                                            config.task))
     if stale:
         return None, stale
     try:
@@ -197,49 +210,38 @@ def group_key(result: Result) -> tuple:
     return config["task"], config["defense"], result.is_baseline, result.setting
 
 
-def _slot(label: dict) -> tuple:
-    return tuple(sorted((key, str(value)) for key, value in label.items() if key != "seed"))
-
-
-def _complete(results: list[Result], cells: ProfileCells, exclude) -> list[Result]:
-    """Keeps, in each group (task, defense, setting), the cells of the longest prefix of
-    the profile's seeds that every attack has: a matrix grows seed by seed (1, 2, ...),
-    and no one can choose which seeds count. A group without its first seed goes."""
-    seeds = list(cells.profile.seeds)
+def _complete(results: list[Result], cells: ProfileCells, exclude) -> tuple[list[Result], dict]:
+    """Keeps the groups (task, defense, setting) that have every cell the profile expects
+    of them, every seed of every attack: a defense is ranked in a setting only on its whole
+    matrix there, so no one picks which runs count. Returns the kept results and the
+    coverage: (task, setting) -> [cells present, cells expected], over every defense the
+    profile lists and those with results."""
     present: dict[tuple, set[str]] = defaultdict(set)
     for result in results:
         present[group_key(result)].add(result.record["config_hash"])
-    have: dict[tuple, dict[tuple, set]] = {}     # group -> slot -> seeds present
-    for task, defense in sorted({key[:2] for key in present}):
+    expected: dict[tuple, set[str]] = defaultdict(set)
+    defenses = {key[:2] for key in present}
+    for task in cells.profile.tasks:
+        defenses |= {(task, name) for name in cells.listed_defenses()}
+    for task, defense in sorted(defenses):
         for key, cell in cells.expected(defense, task).items():
-            group = (task, defense, cell.label["attack"] == BASELINE_ATTACK,
-                     setting_of(cell.label))
-            if group in present:
-                seeds_of = have.setdefault(group, {}).setdefault(_slot(cell.label), set())
-                if key in present[group]:
-                    seeds_of.add(cell.label["seed"])
-    prefix: dict[tuple, int] = {}
-    for group, slots in have.items():
-        prefix[group] = next((k for k in range(len(seeds), 0, -1)
-                              if all(set(seeds[:k]) <= got for got in slots.values())), 0)
+            expected[task, defense, cell.label["attack"] == BASELINE_ATTACK,
+                     setting_of(cell.label)].add(key)
+    coverage: dict[tuple, list[int]] = {}
+    for group, keys in expected.items():
+        counts = coverage.setdefault((group[0], group[3]), [0, 0])
+        counts[0] += len(keys & present.get(group, set()))
+        counts[1] += len(keys)
     kept = []
     for result in results:
         group = group_key(result)
-        k = prefix[group]
-        if k == 0:
-            lacking = sum(seeds[0] not in got for got in have[group].values())
-            exclude(result.folder, f"incomplete matrix: {lacking} of {len(have[group])} "
-                                   f"attacks of its group lack seed {seeds[0]}")
-        elif result.label["seed"] not in seeds[:k]:
-            exclude(result.folder, f"incomplete matrix: its group has every attack only for "
-                                   f"seeds {_seed_text(seeds[:k])}")
+        missing = len(expected[group] - present[group])
+        if missing:
+            exclude(result.folder, f"incomplete matrix: its group (defense, task, placement, "
+                                   f"f) lacks {missing} of its {len(expected[group])} cells")
         else:
             kept.append(result)
-    return kept
-
-
-def _seed_text(seeds: list) -> str:
-    return ", ".join(map(str, seeds))
+    return kept, coverage
 
 
 def collect(root: Path | str, profile: matrix.Profile,
@@ -255,7 +257,7 @@ def collect(root: Path | str, profile: matrix.Profile,
         excluded[_where(folder, root), reason].append(_relative(folder, root))
 
     cells = ProfileCells(profile)
-    forget_code()  # the code may have changed since the last collection
+    current_versions.cache_clear()  # plugins may have changed since the last collection
     usable = []
     for folder in sorted(folders):
         result, reason = examine(folder, root, cells)
@@ -264,9 +266,10 @@ def collect(root: Path | str, profile: matrix.Profile,
         else:
             usable.append(result)
     sound = _dedupe(usable, root, exclude)
-    usable = _complete(sound, cells, exclude)
+    usable, coverage = _complete(sound, cells, exclude)
     usable.sort(key=lambda r: r.folder.as_posix())
     exclusions = [Exclusion(where, reason, len(paths), sorted(paths)[0])
                   for (where, reason), paths in sorted(excluded.items())]
     reasons = {path: reason for (_, reason), paths in excluded.items() for path in paths}
-    return Collection(usable, exclusions, dict(sorted(reasons.items())), sound)
+    return Collection(usable, exclusions, dict(sorted(reasons.items())), sound,
+                      dict(sorted(coverage.items(), key=lambda item: repr(item[0]))))

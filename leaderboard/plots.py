@@ -21,7 +21,7 @@ import seaborn as sns  # noqa: E402
 from benchmark import store  # noqa: E402
 
 from .collect import Result  # noqa: E402
-from .scores import CLEAN, Table, cell_accuracy  # noqa: E402
+from .scores import CLEAN, Table, run_accuracy  # noqa: E402
 
 DPI = 72
 COLUMNS = 4      # facets per row
@@ -41,14 +41,14 @@ def _palette(defenses: list[str]) -> dict[str, tuple]:
 
 def heatmap(table: Table, results: list[Result], path: Path) -> None:
     frame = pd.DataFrame([{"defense": r.record["config"]["defense"], "attack": r.label["attack"],
-                           "accuracy": cell_accuracy(r.record)} for r in results])
+                           "accuracy": run_accuracy(r)} for r in results])
     grid = frame.pivot_table(index="defense", columns="attack", values="accuracy",
                              aggfunc="mean")
     order = ([CLEAN] if CLEAN in grid.columns else []) + table.attacks
     grid = grid.reindex(index=[row.defense for row in table.rows], columns=order)
     figure, axes = plt.subplots(figsize=(1.0 + 0.75 * len(order), 1.2 + 0.4 * len(grid)))
     sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=axes,
-                cbar_kws={"label": "final accuracy (mean over seeds)"})
+                cbar_kws={"label": "run accuracy (mean over seeds)"})
     axes.set_title(table.title(), fontsize=9)
     axes.set_xlabel("attack")
     _save(figure, path)

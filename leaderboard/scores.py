@@ -1,23 +1,20 @@
-"""Scores, ranks and tie groups: the numbers of the leaderboard's tables.
+"""Scores and ranks: the numbers of the leaderboard's tables.
 
-Accuracy: the *final* test accuracy of a run (its last evaluation, after the last step).
-A run that diverged or failed (the defense raised, returned garbage or ran past its time
-budget) scores 0: the model it leaves is of no use.
+Run accuracy: the mean test accuracy of the evaluations in the last 10 % of a run's steps
+(steps ≥ steps − ⌈steps / 10⌉: the last two evaluations on digits, the last seven on the
+paper's MNIST shape), so that one noisy final evaluation does not decide a run. A run that
+diverged or failed (the defense raised, returned garbage or ran past its time budget)
+scores 0: the model it leaves is of no use.
 
-Worst case: for each seed, the lowest accuracy over the setting's attacks (`none`, the
-clean run, excluded); reported as mean ± sample standard deviation over seeds.
+Worst case: the attack (the clean run `none` excluded) under which the defense's mean run
+accuracy over seeds is lowest; the defense's per-seed values are its runs under that
+attack, so the worst-case figure is always one of its attack columns.
 
-Ranks: defense j is *significantly better* than i when
-    mean_j − mean_i > 2 · sqrt(s_i²/k_i + s_j²/k_j)
-(s: sample standard deviations, k: seed counts; twice the standard error of the
-difference, about a two-sided 95 % test); with fewer than 2 seeds the noise is unknown
-and no difference is significant. rank_i = 1 + the number of defenses significantly
-better than i, so defenses within seed noise of each other share a rank (a tie group).
-
-Overall: per seed, the mean of the worst-case accuracies over every setting (task,
-placement, f, grid values) on the board, ranked the same way. Only defenses scored in
-every setting are ranked overall (a rule that cannot run a setting, e.g. Bulyan at large
-f, is listed with its coverage instead of being averaged over easier settings).
+Ranks (leaderboard.statistics): paired t-tests over seeds, Holm-corrected, ranks monotone
+in the mean. Tables are per setting (task, placement, f and any grid value), and a summary
+per task and placement averages each seed's worst case over the f values (a rule's authors
+choose where momentum goes, but not how many workers attack); placements are never
+averaged together.
 
 Momentum gain: worst-case mean with momentum at the workers minus at the update.
 """
@@ -29,62 +26,44 @@ from dataclasses import dataclass, field
 
 from benchmark.config import PLACEMENTS
 
+from . import statistics
 from .collect import Result
+from .statistics import Stat
 
 CLEAN = "none"
 GAIN = ("worker", "update")  # momentum gain: first placement minus second
+LAST_SHARE = 0.1             # run accuracy: evaluations in the last 10 % of the steps
 
-# The definitions above, as the pages state them.
 DEFINITIONS = (
-    "**Accuracy** is the final test accuracy of a run (its last evaluation, after the "
-    "last step). A run that diverged or failed scores 0.",
-    "**Worst case**: per seed, the lowest accuracy over the setting's attacks (the clean "
-    "run, attack `none`, excluded); mean ± sample standard deviation over seeds. "
-    "**Clean**: accuracy under attack `none` (the f Byzantine workers send nothing).",
-    "**Rank**: defense j is significantly better than i when mean_j − mean_i > "
-    "2·sqrt(s_i²/k_i + s_j²/k_j) (s: standard deviation, k: seeds; with fewer than 2 seeds "
-    "nothing is significant); rank = 1 + the number of defenses significantly better, so "
-    "defenses within seed noise of each other share a rank.",
-    "**Overall**: per seed, the mean worst case over every setting on the board, ranked the "
-    "same way; only defenses scored in every setting are ranked overall.",
-    "**Condition held**: share of steps where (honest deviation / honest norm)² < the "
-    "rule's bound², over all the setting's runs (— when the rule states no bound). "
-    "**Worker − update**: worst-case mean with momentum at the workers minus at the update.",
+    "**Run accuracy**: the mean test accuracy of the evaluations in the last 10 % of the "
+    "run's steps; a run that diverged or failed scores 0.",
+    "**Worst case**: the run accuracy under the attack with the lowest mean over seeds "
+    "(the clean run excluded). **Clean**: no attack, all n workers honest, the rule still "
+    "told f (the cost of robustness when nobody attacks). Attack columns show means over "
+    "seeds.",
+    statistics.STATEMENT,
+    "**Summary** (per task and placement): per seed, the mean worst case over the f values; "
+    "a defense is ranked there only if it is ranked at every f. Placements are never "
+    "averaged together.",
+    "**Condition held**: share of steps where (honest deviation / honest norm)² < the rule's "
+    "bound², over all the setting's runs. **Worker − update**: worst-case mean with momentum "
+    "at the workers minus at the update. **—**: the rule's requirement on n and f fails "
+    "there (e.g. Bulyan needs n ≥ 4f + 3), or the rule states no bound.",
 )
 
 
-@dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: float          # nan with fewer than 2 values
-    k: int
-
-    @classmethod
-    def of(cls, values: list[float]) -> "Stat":
-        k = len(values)
-        mean = math.fsum(values) / k
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else math.nan
-        return cls(mean, std, k)
-
-
-def significantly_better(a: Stat, b: Stat) -> bool:
-    """True when `a`'s mean exceeds `b`'s by more than twice the standard error."""
-    if a.k < 2 or b.k < 2:
-        return False
-    return a.mean - b.mean > 2 * math.sqrt(a.std ** 2 / a.k + b.std ** 2 / b.k)
-
-
-def tie_ranks(stats: dict[str, Stat]) -> dict[str, int]:
-    """rank = 1 + the number of entries significantly better (equal ranks: a tie group)."""
-    return {name: 1 + sum(significantly_better(other, stat) for other in stats.values())
-            for name, stat in stats.items()}
-
-
-def cell_accuracy(record: dict) -> float:
+def run_accuracy(result: Result) -> float:
+    record = result.record
     if record["status"] != "ok":
         return 0.0
-    value = record["summary"].get("final_accuracy")
-    return 0.0 if value is None else float(value)
+    evaluations = result.evaluations()
+    if not evaluations:
+        return 0.0
+    steps = record["config"]["steps"]
+    start = steps - math.ceil(steps * LAST_SHARE)
+    window = [accuracy for step, accuracy in evaluations if step >= start] \
+        or [evaluations[-1][1]]
+    return math.fsum(window) / len(window)
 
 
 @dataclass
@@ -92,13 +71,13 @@ class Row:
     defense: str
     rank: int | None
     worst: Stat | None
-    worst_attack: str | None      # the attack giving the lowest mean accuracy
+    worst_attack: str | None
     clean: Stat | None
     attacks: dict[str, Stat]
     condition_share: float | None
     gain: float | None = None
     failed: int = 0               # runs that failed or diverged (scored 0)
-    per_seed: dict[int, float] = field(default_factory=dict)
+    per_seed: dict[int, float] = field(default_factory=dict)  # worst case by seed
 
 
 @dataclass
@@ -121,6 +100,11 @@ class Table:
     def placement(self) -> str:
         return self.values["momentum_at"]
 
+    @property
+    def group(self) -> tuple:
+        """The summary this setting belongs to: (task, placement, grid values)."""
+        return summary_group(self.setting)
+
     def title(self) -> str:
         values = self.values
         extra = "".join(f" · {key} = {value}" for key, value in self.setting
@@ -130,35 +114,59 @@ class Table:
 
 
 @dataclass
-class OverallRow:
+class SummaryRow:
     defense: str
     rank: int | None
-    score: Stat | None            # None when not scored in every setting
-    covered: int                  # settings where the defense has a worst case
-    mean_covered: float | None    # its mean worst case over those settings
-    gain: float | None
+    score: Stat | None            # None unless ranked at every f of the group
+    covered: int                  # settings of the group where the defense is ranked
+    gain: float | None            # mean worker − update over the group's f values
+
+
+@dataclass
+class Summary:
+    group: tuple                  # (("task", t), ("momentum_at", p), grid values...)
+    settings: int
+    rows: list[SummaryRow]
+
+    def title(self) -> str:
+        values = dict(self.group)
+        extra = "".join(f" · {key} = {value}" for key, value in self.group
+                        if key not in ("task", "momentum_at"))
+        return f"{values['task']} · momentum at {values['momentum_at']}{extra}"
 
 
 @dataclass
 class Board:
     tables: list[Table]
-    overall: list[OverallRow]
-    settings: int
+    summaries: list[Summary]
+
+    @property
+    def settings(self) -> int:
+        return len(self.tables)
+
+
+def summary_group(setting: tuple) -> tuple:
+    return tuple(item for item in setting if item[0] != "f")
+
+
+def _without_placement(setting: tuple) -> tuple:
+    return tuple(item for item in setting if item[0] != "momentum_at")
 
 
 def _setting_order(setting: tuple) -> tuple:
     values = dict(setting)
     extras = tuple(str(value) for key, value in setting if key not in ("task", "momentum_at", "f"))
     placement = values["momentum_at"]
-    return (values["task"], extras, values["f"],
-            PLACEMENTS.index(placement) if placement in PLACEMENTS else len(PLACEMENTS))
+    return (values["task"], extras,
+            PLACEMENTS.index(placement) if placement in PLACEMENTS else len(PLACEMENTS),
+            values["f"])
 
 
 def _row(defense: str, results: list[Result]) -> Row:
     accuracy: dict[str, dict[int, float]] = defaultdict(dict)
     shares = []
     for result in results:
-        accuracy[result.label["attack"]][result.label["seed"]] = cell_accuracy(result.record)
+        accuracy[result.label["attack"]][result.label["seed"]] = run_accuracy(result)
         share = result.record["summary"].get("condition_share")
         if share is not None:
             shares.append(share)
@@ -168,10 +176,9 @@ def _row(defense: str, results: list[Result]) -> Row:
     worst = worst_attack = None
     per_seed = {}
     if hostile:
-        seeds = sorted(set.intersection(*(set(accuracy[a]) for a in hostile)))
-        per_seed = {seed: min(accuracy[a][seed] for a in hostile) for seed in seeds}
-        worst = Stat.of([per_seed[seed] for seed in seeds]) if seeds else None
         worst_attack = min(hostile, key=lambda a: (attacks[a].mean, a))
+        per_seed = dict(sorted(accuracy[worst_attack].items()))
+        worst = attacks[worst_attack]
     return Row(defense, None, worst, worst_attack, attacks.get(CLEAN),
                {a: attacks[a] for a in hostile},
                math.fsum(shares) / len(shares) if shares else None,
@@ -182,13 +189,22 @@ def _gains(tables: list[Table]) -> dict[tuple, dict[str, float]]:
     """(setting without placement) -> defense -> worst-case gain of worker over update."""
     worst: dict[tuple, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for table in tables:
-        rest = tuple(item for item in table.setting if item[0] != "momentum_at")
         for row in table.rows:
             if row.worst is not None:
-                worst[rest][row.defense][table.placement] = row.worst.mean
+                worst[_without_placement(table.setting)][row.defense][table.placement] = \
+                    row.worst.mean
     return {rest: {defense: by[GAIN[0]] - by[GAIN[1]]
                    for defense, by in defenses.items() if GAIN[0] in by and GAIN[1] in by}
             for rest, defenses in worst.items()}
+
+
+def _ranked(rows: list, per_seed: dict[str, dict], mean_of) -> list:
+    ranks = statistics.ranks(per_seed)
+    for row in rows:
+        row.rank = ranks.get(row.defense)
+    rows.sort(key=lambda r: (r.rank is None, -(mean_of(r) if mean_of(r) is not None
+                                               else -math.inf), r.defense))
+    return rows
 
 
 def build(results: list[Result]) -> Board:
@@ -197,8 +213,7 @@ def build(results: list[Result]) -> Board:
     n_of: dict[tuple, int] = {}
     for result in results:
         if result.is_baseline:
-            rest = tuple(item for item in result.setting if item[0] != "momentum_at")
-            baselines[rest].append(cell_accuracy(result.record))
+            baselines[_without_placement(result.setting)].append(run_accuracy(result))
             continue
         by_setting[result.setting][result.record["config"]["defense"]].append(result)
         n_of[result.setting] = result.record["config"]["n"]
@@ -206,48 +221,43 @@ def build(results: list[Result]) -> Board:
     for setting in sorted(by_setting, key=_setting_order):
         rows = [_row(defense, by_setting[setting][defense])
                 for defense in sorted(by_setting[setting])]
-        ranks = tie_ranks({row.defense: row.worst for row in rows if row.worst is not None})
-        for row in rows:
-            row.rank = ranks.get(row.defense)
-        rows.sort(key=lambda r: (r.rank is None, r.rank or 0,
-                                 -(r.worst.mean if r.worst else 0.0), r.defense))
+        _ranked(rows, {row.defense: row.per_seed for row in rows if row.worst is not None},
+                lambda r: r.worst.mean if r.worst else None)
         attacks = sorted({a for row in rows for a in row.attacks})
-        rest = tuple(item for item in setting if item[0] != "momentum_at")
-        base = baselines.get(rest)
+        base = baselines.get(_without_placement(setting))
         tables.append(Table(setting, n_of[setting], attacks, rows,
                             Stat.of(sorted(base)) if base else None))
     gains = _gains(tables)
     for table in tables:
-        rest = tuple(item for item in table.setting if item[0] != "momentum_at")
         for row in table.rows:
-            row.gain = gains.get(rest, {}).get(row.defense)
-    return Board(tables, _overall(tables, gains), len(tables))
+            row.gain = gains.get(_without_placement(table.setting), {}).get(row.defense)
+    return Board(tables, _summaries(tables))
 
 
-def _overall(tables: list[Table], gains: dict) -> list[OverallRow]:
-    per_defense: dict[str, list[Row]] = defaultdict(list)
+def _summaries(tables: list[Table]) -> list[Summary]:
+    groups: dict[tuple, list[Table]] = defaultdict(list)
     for table in tables:
-        for row in table.rows:
-            if row.worst is not None:
-                per_defense[row.defense].append(row)
-    scored = [table for table in tables if any(row.worst for row in table.rows)]
-    stats, rows = {}, []
-    for defense in sorted(per_defense):
-        covered = per_defense[defense]
-        gain_values = [by[defense] for by in gains.values() if defense in by]
-        gain = math.fsum(gain_values) / len(gain_values) if gain_values else None
-        mean_covered = math.fsum(row.worst.mean for row in covered) / len(covered)
-        score = None
-        if len(covered) == len(scored):
-            seeds = sorted(set.intersection(*(set(row.per_seed) for row in covered)))
-            if seeds:
-                score = Stat.of([math.fsum(row.per_seed[s] for row in covered) / len(covered)
-                                 for s in seeds])
-                stats[defense] = score
-        rows.append(OverallRow(defense, None, score, len(covered), mean_covered, gain))
-    ranks = tie_ranks(stats)
-    for row in rows:
-        row.rank = ranks.get(row.defense)
-    rows.sort(key=lambda r: (r.rank is None, r.rank or 0,
-                             -(r.score.mean if r.score else r.mean_covered), r.defense))
-    return rows
+        groups[table.group].append(table)
+    summaries = []
+    for group, members in groups.items():
+        ranked: dict[str, list[Row]] = defaultdict(list)
+        for table in members:
+            for row in table.rows:
+                if row.worst is not None:
+                    ranked[row.defense].append(row)
+        rows, per_seed = [], {}
+        for defense in sorted({row.defense for table in members for row in table.rows}):
+            covered = ranked.get(defense, [])
+            gains = [row.gain for row in covered if row.gain is not None]
+            score = None
+            if len(covered) == len(members):
+                seeds = sorted(set.intersection(*(set(row.per_seed) for row in covered)))
+                if seeds:
+                    per_seed[defense] = {s: math.fsum(row.per_seed[s] for row in covered)
+                                         / len(covered) for s in seeds}
+                    score = Stat.of(list(per_seed[defense].values()))
+            rows.append(SummaryRow(defense, None, score, len(covered),
+                                   math.fsum(gains) / len(gains) if gains else None))
+        _ranked(rows, per_seed, lambda r: r.score.mean if r.score else None)
+        summaries.append(Summary(group, len(members), rows))
+    return summaries

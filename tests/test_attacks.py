@@ -222,9 +222,15 @@ def test_template_sends_scaled_mean():
     assert torch.equal(template.craft(honest, 1, average, scale=2.0), copies([4.0, 6.0], 1))
 
 
-def test_none_sends_nothing_and_the_defense_sees_the_honest_rows_only(generator):
+def test_none_makes_every_worker_honest_while_the_defense_is_still_told_f(generator):
+    from benchmark import engine
+    from benchmark.config import make_config
     from benchmark.plugins import BoundDefense, check_pair
     bound = BoundAttack("none", 2, generator)
-    assert bound.spec.absent and not bound.sends_vectors
-    assert bound(torch.ones(9, 3), BoundDefense("median", 2, generator)).shape == (0, 3)
-    assert check_pair(BoundDefense("median", 2, generator), bound, 11) == 9
+    assert bound.spec.clean and bound.f == 0 and not bound.sends_vectors
+    assert bound(torch.ones(11, 3), BoundDefense("median", 2, generator)).shape == (0, 3)
+    assert check_pair(BoundDefense("median", 2, generator), bound, 11) == 11
+    simulation = engine.Simulation(make_config(task="digits", attack="none", n=11, f=2))
+    assert simulation.honest_count == 11 and simulation.defense.f == 2
+    row = simulation.step()
+    assert row["sampled_norm"] > 0 and math.isnan(row["attack_norm"])

@@ -115,7 +115,7 @@ def test_gamma_search_is_not_capped_by_its_start():
 # BoundAttack: the harness side of the attack contract
 
 def bound_with(spec, f, generator):
-    bound = BoundAttack("none", f, generator)
+    bound = BoundAttack("signflip", f, generator)
     bound.component = registry.Component(registry.Plugin(spec.name, spec, Path(__file__)), {})
     return bound
 

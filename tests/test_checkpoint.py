@@ -3,7 +3,7 @@ same run done in one go; checkpoints are atomic, pruned, tied to their run."""
 import pytest
 import torch
 
-from benchmark import checkpoint, engine, provenance, registry, store
+from benchmark import behaviour, checkpoint, engine, provenance, registry, store
 from benchmark.api import UsageError
 from benchmark.cells import run_cell
 from benchmark.config import make_config
@@ -194,18 +194,27 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch, change
     assert reason in str(refusal.value)
 
 
-def test_a_checkpoint_of_other_code_is_refused_or_set_aside(tmp_path, monkeypatch):
+def test_a_checkpoint_of_other_behaviour_is_refused_or_set_aside(tmp_path, monkeypatch):
     config = config_for()
     reference = run_cell(config, tmp_path / "once")
     interrupted_checkpoint(config, tmp_path, monkeypatch)
-    real = provenance.code_hashes
-    monkeypatch.setattr(provenance, "code_hashes",
-                        lambda c: {**real(c), "harness": "0" * 64})
-    with pytest.raises(UsageError, match="harness code changed"):
+    monkeypatch.setattr(behaviour, "HARNESS", behaviour.HARNESS + 1)
+    with pytest.raises(UsageError, match="behaviour changed.*harness 1 → 2"):
         run_cell(config, tmp_path, require_checkpoint=True)
     with pytest.warns(UserWarning, match="starting from step 0"):
         result = run_cell(config, tmp_path)  # the matrix's way: start again, correctly
     assert "resumed_from_step" not in store.read_run(result.folder)
+    assert files_of(result.folder) == files_of(reference.folder)
+
+
+def test_a_checkpoint_survives_a_refactor_of_the_code(tmp_path, monkeypatch):
+    config = config_for()
+    reference = run_cell(config, tmp_path / "once")
+    interrupted_checkpoint(config, tmp_path, monkeypatch)
+    real = provenance.code_hashes
+    monkeypatch.setattr(provenance, "code_hashes", lambda c: {**real(c), "harness": "0" * 64})
+    result = run_cell(config, tmp_path, require_checkpoint=True)
+    assert store.read_run(result.folder)["resumed_from_step"] == 8
     assert files_of(result.folder) == files_of(reference.folder)
 
 
@@ -248,7 +257,7 @@ def test_kept_checkpoint_is_in_the_result_folder_only_when_asked(tmp_path):
     assert not (plain.folder / checkpoint.KEPT_NAME).exists()
     kept = run_cell(config, tmp_path / "kept", keep_checkpoint=True)
     saved = checkpoint.load(kept.folder / checkpoint.KEPT_NAME, config,
-                            provenance.code_hashes(config))
+                            behaviour.of_config(config))
     assert saved["step"] == config.steps and len(saved["metrics"]) == config.steps
     assert files_of(kept.folder) == files_of(plain.folder)
 

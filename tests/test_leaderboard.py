@@ -1,6 +1,5 @@
 """The leaderboard: ranks and ties, exclusions with their reasons, byte-identical output."""
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -12,75 +11,6 @@ from benchmark.cli import main as cli_main
 from leaderboard import collect, kernels, scores
 from tests.leaderboard_fixtures import (cell_folder, reasons, results,  # noqa: F401
                                         rewrite_record, tiny, tiny_profile_dir, tiny_results)
-
-# --- ranks and ties on synthetic numbers ---------------------------------------------
-
-def stat(*values):
-    return scores.Stat.of(list(values))
-
-
-def test_defenses_within_seed_noise_share_a_rank():
-    ranks = scores.tie_ranks({"a": stat(0.90, 0.92, 0.91), "b": stat(0.89, 0.91, 0.90),
-                              "c": stat(0.50, 0.52, 0.51), "d": stat(0.10, 0.10, 0.10)})
-    assert ranks == {"a": 1, "b": 1, "c": 3, "d": 4}
-
-
-def test_ties_are_not_transitive_but_ranks_are_well_defined():
-    # b is within noise of a and of c, but a is clearly better than c
-    ranks = scores.tie_ranks({"a": stat(0.90, 0.91), "b": stat(0.85, 0.95),
-                              "c": stat(0.80, 0.81)})
-    assert ranks == {"a": 1, "b": 1, "c": 2}
-
-
-def test_one_seed_separates_nobody():
-    ranks = scores.tie_ranks({"a": stat(0.9), "b": stat(0.1)})
-    assert ranks == {"a": 1, "b": 1}
-    assert math.isnan(stat(0.9).std)
-
-
-def fake_result(defense, attack, seed, accuracy, status="ok", placement="worker", f=2):
-    record = {"status": status, "config": {"defense": defense, "task": "t", "n": 11},
-              "summary": {"final_accuracy": accuracy, "condition_share": 0.5}}
-    label = {"task": "t", "defense": defense, "attack": attack, "momentum_at": placement,
-             "f": f, "seed": seed, "n": 11}
-    return collect.Result(Path(f"/x/{defense}/{attack}/{placement}/{f}/{seed}"), record, label)
-
-
-def test_worst_case_is_per_seed_and_failed_runs_score_zero():
-    results = [fake_result("a", "none", 1, 0.9), fake_result("a", "none", 2, 0.9),
-               fake_result("a", "x", 1, 0.6), fake_result("a", "x", 2, 0.8),
-               fake_result("a", "y", 1, 0.7), fake_result("a", "y", 2, 0.5),
-               fake_result("b", "none", 1, 0.9), fake_result("b", "none", 2, 0.9),
-               fake_result("b", "x", 1, 0.9), fake_result("b", "x", 2, 0.9),
-               fake_result("b", "y", 1, 0.9), fake_result("b", "y", 2, 0.95, status="diverged")]
-    board = scores.build(results)
-    (table,) = board.tables
-    rows = {row.defense: row for row in table.rows}
-    assert rows["a"].per_seed == {1: 0.6, 2: 0.5}          # min over x, y per seed
-    assert rows["a"].worst.mean == pytest.approx(0.55)
-    assert rows["a"].clean.mean == pytest.approx(0.9)
-    assert rows["b"].per_seed == {1: 0.9, 2: 0.0}          # the diverged run scores 0
-    assert rows["b"].failed == 1
-    assert rows["a"].condition_share == 0.5
-    assert table.attacks == ["x", "y"]
-
-
-def test_overall_ranks_only_defenses_covering_every_setting_and_gain_is_worker_minus_update():
-    results = []
-    for placement, level in (("update", 0.5), ("worker", 0.7)):
-        for seed, f in ((1, 1), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2)):
-            results.append(fake_result("full", "x", seed, level + 0.01 * seed,
-                                       placement=placement, f=f))
-        results.append(fake_result("partial", "x", 1, 0.99, placement=placement, f=1))
-        results.append(fake_result("partial", "x", 2, 0.99, placement=placement, f=1))
-    board = scores.build(results)
-    overall = {row.defense: row for row in board.overall}
-    assert board.settings == 4
-    assert overall["full"].rank == 1 and overall["full"].covered == 4
-    assert overall["full"].score.mean == pytest.approx(0.62)
-    assert overall["partial"].rank is None and overall["partial"].score is None
-    assert overall["full"].gain == pytest.approx(0.2)
-
 
 # --- exclusions on real result files ---------------------------------------------------
 
@@ -97,7 +27,7 @@ def test_complete_results_all_enter(results, tiny):
 
 def test_stale_quick_malformed_duplicated_hand_edited_and_incomplete_are_excluded(results, tiny):
     stale = cell_folder(results, "median", "little", "worker", 1)
-    rewrite_record(stale, lambda r: r["code"].update(defense="0" * 64))
+    rewrite_record(stale, lambda r: r["versions"]["defense"].update(median=7))
     quick = cell_folder(results, "median", "little", "worker", 2)
     rewrite_record(quick, lambda r: r["config"].update(profile="quick"))
     malformed = cell_folder(results, "median", "none", "worker", 1)
@@ -117,7 +47,8 @@ def test_stale_quick_malformed_duplicated_hand_edited_and_incomplete_are_exclude
 
     found = reasons(results, tiny)
     relative = lambda folder: folder.relative_to(results).as_posix()  # noqa: E731
-    assert found.pop(relative(stale)) == "stale: the defense code changed since the run"
+    assert found.pop(relative(stale)) == ("stale: behaviour changed since the run "
+                                          "(defense median 7 → 1)")
     assert found.pop(relative(quick)).startswith("profile quick: its results never enter")
     assert found.pop(relative(malformed)).startswith("malformed: run.json fails its schema")
     assert found.pop(relative(edited)) == ("hand-edited: eval.csv was edited after its run "
@@ -125,35 +56,59 @@ def test_stale_quick_malformed_duplicated_hand_edited_and_incomplete_are_exclude
     assert found.pop(relative(summary_edit)) == ("hand-edited: run.json was edited after its "
                                                  "run (record hash mismatch)")
     assert found.pop(relative(copy)).startswith("duplicate: a copy of a cell stored at")
-    # what is left of a group counts for the seeds every attack has, from the first seed:
-    # median lost seed 1 of `little` at both placements (its groups go); average at update
-    # lost seed 2 of `none`, so only its seed-1 cells stay
+    # a group (defense, placement, f) enters only whole: median lost 3 of its 4 worker cells
+    # and 2 of its 4 update cells; average lost one update cell (none, seed 2); average's
+    # worker group keeps its original cell beside the duplicate
     incomplete = {path: reason for path, reason in found.items()
                   if reason.startswith("incomplete")}
-    assert incomplete == {relative(cell_folder(results, *cell)): f"incomplete matrix: {reason}"
-                          for cell, reason in [
-        (("median", "none", "worker", 2), "2 of 2 attacks of its group lack seed 1"),
-        (("median", "none", "update", 1), "1 of 2 attacks of its group lack seed 1"),
-        (("median", "none", "update", 2), "1 of 2 attacks of its group lack seed 1"),
-        (("average", "little", "update", 2), "its group has every attack only for seeds 1")]}
+    lacks = "incomplete matrix: its group (defense, task, placement, f) lacks {} of its 4 cells"
+    assert incomplete == {relative(cell_folder(results, *cell)): lacks.format(count)
+                          for cell, count in [
+        (("median", "none", "worker", 2), 3), (("median", "none", "update", 1), 2),
+        (("median", "none", "update", 2), 2), (("average", "little", "update", 1), 1),
+        (("average", "little", "update", 2), 1), (("average", "none", "update", 1), 1)]}
     assert set(incomplete) == set(found)
-    board = scores.build(collect.collect(results, tiny).results)
-    (update,) = [t for t in board.tables if t.placement == "update"]
-    assert [(row.defense, row.worst.k) for row in update.rows] == [("average", 1)]
+    collection = collect.collect(results, tiny)
+    board = scores.build(collection.results)
+    (worker,) = board.tables
+    assert worker.placement == "worker" and [row.defense for row in worker.rows] == ["average"]
+    assert collection.coverage == {
+        ("digits", (("task", "digits"), ("momentum_at", "update"), ("f", 2))): [7, 10],
+        ("digits", (("task", "digits"), ("momentum_at", "worker"), ("f", 2))): [5, 8]}
     markdown = leaderboard.build(results, tiny).markdown
-    assert "stale: the defense code changed since the run" in markdown
+    assert "stale: behaviour changed since the run (defense median 7 → 1)" in markdown
     assert "hand-edited: eval.csv was edited" in markdown
 
 
-def test_a_stale_result_after_a_code_change(results, tiny, monkeypatch):
-    from benchmark import provenance
+def test_a_refactor_keeps_every_result_and_a_harness_version_bump_stales_all(
+        results, tiny, monkeypatch):
+    from benchmark import behaviour, provenance
 
     real = provenance.code_hashes
     monkeypatch.setattr(provenance, "code_hashes",
                         lambda config: {**real(config), "harness": "f" * 64})
+    assert reasons(results, tiny) == {}
+    monkeypatch.setattr(behaviour, "HARNESS", behaviour.HARNESS + 1)
     found = reasons(results, tiny)
     assert len(found) == 18
-    assert set(found.values()) == {"stale: the harness code changed since the run"}
+    assert set(found.values()) == {"stale: behaviour changed since the run (harness 1 → 2)"}
+
+
+def test_a_defense_version_bump_stales_that_defenses_cells_only(results, tiny, monkeypatch):
+    import dataclasses
+
+    from benchmark import registry
+
+    original = registry.discover
+    plugins = dict(original("defense"))
+    median = plugins["median"]
+    plugins["median"] = dataclasses.replace(
+        median, spec=dataclasses.replace(median.spec, version=median.spec.version + 1))
+    monkeypatch.setattr(registry, "discover", lambda kind: plugins if kind == "defense"
+                        else original(kind))
+    found = reasons(results, tiny)
+    assert len(found) == 8 and all("/median/" in path for path in found)
+    assert set(found.values()) == {"stale: behaviour changed since the run (defense median 1 → 2)"}
 
 
 # --- output ----------------------------------------------------------------------------

@@ -103,11 +103,11 @@ def test_curves_carry_group_keys_and_seeds(results):
     assert sorted(curves["step"].unique()) == [0, 3, 6]
     steps = study.step_curves(runs, ["honest_ratio", "bound_squared"])
     assert len(steps) == len(runs) * 6
-    # median's bound² is 1/(n - f) over the rows it sees: 11 under little, 9 with no attack
-    # (the Byzantine workers are absent)
+    # median's bound² is 1/(n - f) over the rows it sees: all 11 (f = 2), with or without
+    # an attack (with none, every worker is honest)
     bounds = steps.groupby("attack")["bound_squared"].unique()
     assert list(bounds["little"]) == pytest.approx([1 / 9])
-    assert list(bounds["none"]) == pytest.approx([1 / 7])
+    assert list(bounds["none"]) == pytest.approx([1 / 9])
 
 
 def test_bad_input_names_the_fix(tmp_path, results, capsys):

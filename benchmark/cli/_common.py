@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 
 from ..api import UsageError
@@ -75,6 +76,22 @@ def run_settings(args: argparse.Namespace) -> dict:
         settings["clip"] = args.clip if args.clip > 0 else None
     settings.update(parse_set(args.set))
     return {key: value for key, value in settings.items() if value is not None}
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def duration(text: str) -> float:
+    """Seconds in '90m', '2h', '1h30m', '45s' or '600' (argparse type)."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write e.g. 90m, 2h, "
+                                         "1h30m or 600 (seconds)")
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be positive")
+    return total
 
 
 def placement(text: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from collections import Counter
 
@@ -11,8 +12,8 @@ from tqdm import tqdm
 from .. import devices, matrix, store
 from ..cells import CellResult
 from ..api import UsageError
-from ..executors import DEFAULT_TIME_BUDGET, run_dask, run_local, run_serial
-from ._common import add_run_settings, placement, run_settings
+from ..executors import DEFAULT_TIME_BUDGET, POSTPONED, run_dask, run_local, run_serial
+from ._common import add_run_settings, duration, placement, run_settings
 
 
 def register(commands) -> None:
@@ -48,6 +49,11 @@ def register(commands) -> None:
     executor.add_argument("--dask-workers", type=int, metavar="N",
                           help="start a local Dask cluster of N one-thread workers and run on it")
     parser.add_argument("--results", default="results", help="results root (default: results)")
+    parser.add_argument("--budget", type=duration, metavar="DURATION",
+                        help="start no cell after this much wall-clock time, e.g. 90m, 2h, "
+                             "1h30m, 600 (seconds); running cells finish, the rest are "
+                             "postponed: rerun the same command to continue (complete cells "
+                             "are skipped)")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     add_run_settings(parser)
     parser.set_defaults(handler=main)
@@ -146,6 +152,7 @@ def main(args) -> int:
     print(f"profile {profile.name}, defense {args.defense}: {len(valid)} cells ({len(done)} "
           f"already complete, {len(invalid)} invalid), {where}, "
           f"results in {root}/")
+    deadline = time.time() + args.budget if args.budget is not None else None
     counts = Counter(skipped=len(done)) if done else Counter()
     with tqdm(total=len(configs), unit="cell", dynamic_ncols=True) as bar:
         def on_done(result):
@@ -154,13 +161,14 @@ def main(args) -> int:
             bar.update()
         if args.scheduler or args.dask_workers:
             results = run_dask(configs, args.results, on_done, scheduler=args.scheduler,
-                               workers=args.dask_workers)
+                               workers=args.dask_workers, deadline=deadline)
         elif any(gpu is not None for gpu in gpus):
-            results = run_local(configs, args.results, len(gpus), on_done, gpus=gpus)
+            results = run_local(configs, args.results, len(gpus), on_done, gpus=gpus,
+                                deadline=deadline)
         elif args.jobs <= 1:
-            results = run_serial(configs, args.results, on_done)
+            results = run_serial(configs, args.results, on_done, deadline=deadline)
         else:
-            results = run_local(configs, args.results, args.jobs, on_done)
+            results = run_local(configs, args.results, args.jobs, on_done, deadline=deadline)
     results += [_stored(root, config) for config in done]
     results.sort(key=lambda r: (r.config.task, r.config.defense, r.config.attack,
                                 r.config.momentum_at, r.config.f, r.config.seed))
@@ -176,4 +184,7 @@ def main(args) -> int:
     else:
         _print_overview(results, invalid)
     print(", ".join(f"{count} {status}" for status, count in sorted(counts.items())))
+    if counts[POSTPONED]:
+        print(f"the budget of {args.budget:g} s ran out: {counts[POSTPONED]} cells postponed; "
+              "rerun the same command to continue")
     return 1 if counts["failed"] else 0

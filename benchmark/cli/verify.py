@@ -30,10 +30,8 @@ def register(commands) -> None:
 
 def _candidates(root: Path, profile: str, base: str | None
                 ) -> tuple[list[tuple[Path, dict]], int]:
-    """(well-formed results of `profile` run with today's code, how many are stale)."""
-    from leaderboard.collect import current_code
-
-    from .. import store
+    """(well-formed results of `profile` valid for today's code, how many are stale)."""
+    from .. import behaviour, store
     from ..config import RunConfig
     from .validate import changed_folders
 
@@ -48,10 +46,10 @@ def _candidates(root: Path, profile: str, base: str | None
             continue
         try:
             config = RunConfig.from_dict(record["config"])
-            current = current_code(config)
+            current = behaviour.of_config(config)
         except (TypeError, ValueError, UsageError):
             continue
-        if current != record["code"]:
+        if behaviour.stale_reason(record, current):
             stale += 1
             continue
         found.append((folder, record))
@@ -93,7 +91,7 @@ def main(args) -> int:
     candidates, stale = _candidates(root, args.profile, args.base)
     if not candidates:
         raise UsageError(f"no current {args.profile} results under {root} to verify"
-                         + (f" ({stale} are stale: their code changed)" if stale else ""))
+                         + (f" ({stale} are stale: their behaviour versions changed)" if stale else ""))
     chosen = random.Random(args.seed).sample(candidates, min(args.sample, len(candidates)))
     single_thread()
     failures = 0

@@ -1,0 +1,78 @@
+"""Behaviour versions: when a stored result stops being valid.
+
+A result is valid while the code that produced it would still compute the same numbers.
+Bytes do not decide that (a comment or a refactor changes bytes, not numbers): versions
+do. The harness has one version, HARNESS; every defense, attack and task carries its own
+(`version=` in its declaration, default 1). A run records the versions it ran with, and a
+result is stale only when one of them differs from the code's. Golden tests
+(tests/goldens.py) pin what each version computes: a change that alters a golden output
+fails the suite until the matching version is bumped and the goldens are regenerated
+(`python tests/goldens.py --update`).
+
+Records written before versions existed (schema version 1) ran with version 1 of
+everything: the behaviour the goldens were first taken from.
+"""
+from __future__ import annotations
+
+import re
+
+from . import registry
+
+HARNESS = 1  # bump when the engine, metrics, sampling or gradients compute other numbers
+KINDS = ("defense", "attack", "task")
+
+
+def versions(defense: str, attack: str, task: str) -> dict:
+    """{"harness": HARNESS, "defense": {component: version}, "attack": {...}, "task": {...}}
+    for the plugins the names resolve to in this tree (UsageError if one is unknown)."""
+    found = {"harness": HARNESS}
+    for kind, text in zip(KINDS, (defense, attack, task)):
+        if kind == "task":
+            spec = registry.lookup("task", text).spec
+            found[kind] = {spec.name: spec.version}
+        else:
+            found[kind] = {c.spec.name: c.spec.version for c in registry.resolve(kind, text)}
+    return found
+
+
+def of_config(config) -> dict:
+    return versions(config.defense, config.attack, config.task)
+
+
+def _names(kind: str, text: str) -> list[str]:
+    if kind == "task":
+        return [text]
+    parts = re.split(registry.COMPOSE, text)
+    return [part.strip().partition(":")[0] for part in parts]
+
+
+def recorded(record: dict) -> dict:
+    """The versions a stored run ran with (all 1 for a record older than versions)."""
+    if "versions" in record:
+        return record["versions"]
+    config = record["config"]
+    legacy = {"harness": 1}
+    for kind in KINDS:
+        legacy[kind] = {name: 1 for name in _names(kind, config[kind])}
+    return legacy
+
+
+def differences(stored: dict, current: dict) -> list[str]:
+    """What changed between two version records, e.g. ["defense median 1 → 2"]."""
+    changes = []
+    if stored.get("harness") != current["harness"]:
+        changes.append(f"harness {stored.get('harness')} → {current['harness']}")
+    for kind in KINDS:
+        before, now = stored.get(kind, {}), current[kind]
+        for name in sorted(set(before) | set(now)):
+            if before.get(name) != now.get(name):
+                changes.append(f"{kind} {name} {before.get(name, '-')} → {now.get(name, '-')}")
+    return changes
+
+
+def stale_reason(record: dict, current: dict) -> str | None:
+    """Why a stored run no longer matches the code's behaviour, or None."""
+    changes = differences(recorded(record), current)
+    if not changes:
+        return None
+    return "stale: behaviour changed since the run (" + "; ".join(changes) + ")"
