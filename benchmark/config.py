@@ -71,13 +71,18 @@ class RunConfig:
         return lr
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # every field is immutable (lr_schedule is a tuple of tuples): no deep copy needed
+        return {name: getattr(self, name) for name in FIELDS}
 
     def hash(self) -> str:
-        identity = {k: v for k, v in self.to_dict().items()
-                    if k not in NOT_HASHED and (k not in NEUTRAL or v != NEUTRAL[k])}
-        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        cached = self.__dict__.get("_hash")
+        if cached is None:  # computed once: the leaderboard hashes every expected cell
+            identity = {k: v for k, v in self.to_dict().items()
+                        if k not in NOT_HASHED and (k not in NEUTRAL or v != NEUTRAL[k])}
+            text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+            cached = hashlib.sha256(text.encode()).hexdigest()[:16]
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":

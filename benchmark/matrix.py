@@ -132,17 +132,21 @@ def expand(profile: Profile, defense: str | None = None, *, tasks=None, attacks=
     with_variants = any("variants" in table for table in profile.task.values())
     baseline = profile.baseline if defense is None else None
     cells = []
+    invalid_because: dict[tuple, str | None] = {}  # the checks see only these fields
 
     def add(settings, label):
         config = make_config(**settings, profile=profile.name)
         label = {**label, "n": config.n, "defense": config.defense}  # canonical names
         if label["attack"] == settings["attack"]:
             label["attack"] = config.attack
-        try:
-            check_config(config)
-            cells.append(Cell(config, label))
-        except UsageError as reason:
-            cells.append(Cell(config, label, invalid=str(reason)))
+        key = (config.defense, config.attack, config.n, config.f, config.byzantine)
+        if key not in invalid_because:
+            try:
+                check_config(config)
+                invalid_because[key] = None
+            except UsageError as reason:
+                invalid_because[key] = str(reason)
+        cells.append(Cell(config, label, invalid=invalid_because[key]))
 
     for task in list(tasks) if tasks else profile.tasks:
         task_defaults = registry.lookup("task", task).spec.defaults

@@ -35,6 +35,7 @@ class Result:
     record: dict
     label: dict               # the profile's label of this cell (task, attack, f, ...)
     evaluation_rows: list[tuple[int, float]] | None = None  # read from eval.csv when asked
+    config: RunConfig | None = None   # the record's config, loaded once
 
     def evaluations(self) -> list[tuple[int, float]]:
         """(step, test accuracy) of each evaluation, in order (eval.csv)."""
@@ -133,7 +134,7 @@ def current_versions(defense: str, attack: str, task: str) -> dict:
 def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | None, str]:
     """(the usable result, "") or (None, why the folder is excluded)."""
     profile = cells.profile
-    record, problem = store.check_run(folder)
+    record, problem = store.check_run(folder, full=False)  # `validate` checks the schema
     if record is None:
         return None, f"malformed: {problem}"
     config_values = record["config"]
@@ -168,7 +169,7 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
     if cell is None:
         return None, (f"not a cell of the current {profile.name} profile (its settings, "
                       "f, seed or attack differ from the profile's)")
-    return Result(folder, record, dict(cell.label)), ""
+    return Result(folder, record, dict(cell.label), config=config), ""
 
 
 def _relative(folder: Path, root: Path) -> str:
@@ -190,8 +191,7 @@ def _dedupe(results: list[Result], root: Path, exclude) -> list[Result]:
     kept = []
     for key in sorted(by_hash):
         group = by_hash[key]
-        config = RunConfig.from_dict(group[0].record["config"])
-        home = store.cell_dir(root, config)
+        home = store.cell_dir(root, group[0].config)
         canonical = [r for r in group if r.folder == home]
         for result in group:
             if canonical and result is canonical[0]:

@@ -1,4 +1,4 @@
-"""Golden outputs: what each behaviour version computes, kept as hashes in goldens.json.
+"""Golden outputs: what each behaviour version computes, kept in goldens.json.
 
     python tests/goldens.py --update     rewrite tests/goldens.json from this tree
 
@@ -8,11 +8,18 @@ every task's data and model, and short canary runs of the harness. A golden that
 while its version stays the same fails there: bump the version of what changed (a
 plugin's `version=`, or benchmark.behaviour.HARNESS for the harness), which makes the
 stored results it produced stale, then update this file. A refactor changes no golden.
+
+What is exact across machines (data, the model's seeded initialisation) is kept as a
+hash; computed numbers are kept as values and compared within a relative tolerance
+(TOLERANCE), because BLAS libraries sum in different orders on different CPUs (the same
+torch gives other last bits on an AMD EPYC than on an Intel Xeon): floating-point noise
+is not a behaviour change, anything larger is.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,6 +38,9 @@ from benchmark.plugins import BoundAttack, BoundDefense, PluginFailure  # noqa: 
 FILE = Path(__file__).with_name("goldens.json")
 SHAPES = ((11, 2), (11, 3), (15, 3), (23, 5), (31, 7))  # (n, f): the first a rule accepts
 D = 40
+TOLERANCE = {"plugin": 1e-5, "canary": 1e-4}  # relative; absolute floor 1e-7 (see close)
+CANARY_COLUMNS = ("loss", "theta_distance", "honest_deviation", "honest_norm", "attack_norm",
+                  "defense_norm", "byzantine_selected")
 
 # Short harness runs: every placement, Nesterov, dampening, clean and data-level attacks,
 # a composition, local steps, a non-i.i.d. split, f_real, metrics off, no clipping.
@@ -72,6 +82,43 @@ def _digest(*parts) -> str:
     return hasher.hexdigest()
 
 
+def _values(part):
+    """A JSON-able copy of a result: tensors as nested lists of floats."""
+    if isinstance(part, torch.Tensor):
+        return part.detach().cpu().double().tolist()
+    if isinstance(part, (list, tuple)):
+        return [_values(item) for item in part]
+    return part
+
+
+def close(stored, actual, tolerance: float, where: str = "") -> str | None:
+    """Where `actual` differs from `stored` by more than `tolerance` (relative, with an
+    absolute floor of 1e-7), or None; NaN equals NaN."""
+    if isinstance(stored, dict) and isinstance(actual, dict):
+        if sorted(stored) != sorted(actual):
+            return f"{where}: keys {sorted(actual)} instead of {sorted(stored)}"
+        for key in sorted(stored):
+            problem = close(stored[key], actual[key], tolerance, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(stored, list) and isinstance(actual, list):
+        if len(stored) != len(actual):
+            return f"{where}: {len(actual)} items instead of {len(stored)}"
+        for index, (a, b) in enumerate(zip(stored, actual)):
+            problem = close(a, b, tolerance, f"{where}[{index}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(stored, float) and isinstance(actual, (int, float)):
+        if math.isnan(stored) and math.isnan(actual):
+            return None
+        if stored == actual or abs(stored - actual) <= tolerance * abs(stored) + 1e-7:
+            return None
+        return f"{where}: {actual!r} instead of {stored!r}"
+    return None if stored == actual else f"{where}: {actual!r} instead of {stored!r}"
+
+
 def _inputs(n: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randn(n, D, generator=generator)
@@ -80,7 +127,7 @@ def _inputs(n: int, seed: int) -> torch.Tensor:
     return rows
 
 
-def defense_golden(name: str) -> str:
+def defense_golden(name: str) -> list:
     spec = registry.lookup("defense", name).spec
     text = f"{name}+average" if spec.preaggregator else name
     for n, f in SHAPES:
@@ -96,11 +143,11 @@ def defense_golden(name: str) -> str:
                 parts += [vector, selected if selected is not None else "-"]
             except PluginFailure as failure:
                 parts.append(str(failure))
-        return _digest(*parts)
-    return _digest("no shape accepted")
+        return _values(parts)
+    return ["no shape accepted"]
 
 
-def attack_golden(name: str) -> str:
+def attack_golden(name: str) -> list:
     spec = registry.lookup("attack", name).spec
     parts = [spec.absent, spec.clean]
     if spec.flip_labels is not None:
@@ -116,11 +163,12 @@ def attack_golden(name: str) -> str:
                 parts.append(attack(honest, defense))
             except PluginFailure as failure:
                 parts.append(str(failure))
-    return _digest(*parts)
+    return _values(parts)
 
 
-def task_goldens(name: str) -> dict[str, str]:
-    """{"model": ..., "data": ...}; "data" only where the task's dataset is present."""
+def task_goldens(name: str) -> dict:
+    """{"model": hash, "data": hash, "loss": value}; data and loss only where the task's
+    dataset is present."""
     spec = registry.lookup("task", name).spec
     torch.manual_seed(11)
     model = spec.model()
@@ -136,7 +184,8 @@ def task_goldens(name: str) -> dict[str, str]:
                          data.train_targets[:64])
     goldens["data"] = _digest(len(data.train_targets), len(data.test_targets),
                               data.num_classes, train, data.train_targets[:64],
-                              data.test_inputs[-16:], data.test_targets[-16:], loss)
+                              data.test_inputs[-16:], data.test_targets[-16:])
+    goldens["loss"] = float(loss)
     return goldens
 
 
@@ -144,16 +193,19 @@ def canary_config(name: str):
     return make_config(**{**CANARY_DEFAULTS, **CANARIES[name]})
 
 
-def canary_golden(name: str) -> str | None:
-    """The hash of a short run's metrics and evaluation rows; None if its data is absent."""
+def canary_golden(name: str) -> dict | None:
+    """A short run's status, metrics (CANARY_COLUMNS) and evaluations; None if its data
+    is absent."""
     config = canary_config(name)
     try:
         engine.load_task_data(config.task, None)
     except (UsageError, OSError):
         return None
-    rows: list = []
-    outcome = engine.run(config, rows.append, rows.append)
-    return _digest(outcome.status, outcome.reason, rows)
+    steps, evaluations = [], []
+    outcome = engine.run(config, steps.append, evaluations.append)
+    return {"status": outcome.status, "reason": outcome.reason,
+            "steps": [[row.get(column, math.nan) for column in CANARY_COLUMNS] for row in steps],
+            "evaluations": [[row["step"], row["accuracy"], row["loss"]] for row in evaluations]}
 
 
 def canary_versions(name: str) -> dict:
@@ -168,14 +220,15 @@ def compute() -> dict:
         for name, plugin in sorted(registry.discover(kind).items()):
             if plugin.error is None:
                 compute_one = defense_golden if kind == "defense" else attack_golden
-                goldens[kind][name] = {"version": plugin.spec.version, "hash": compute_one(name)}
+                goldens[kind][name] = {"version": plugin.spec.version,
+                                       "output": compute_one(name)}
     for name, plugin in sorted(registry.discover("task").items()):
         if plugin.error is None:
             goldens["task"][name] = {"version": plugin.spec.version, **task_goldens(name)}
     for name in CANARIES:
-        digest = canary_golden(name)
-        if digest is not None:
-            goldens["canary"][name] = {"versions": canary_versions(name), "hash": digest}
+        run = canary_golden(name)
+        if run is not None:
+            goldens["canary"][name] = {"versions": canary_versions(name), "run": run}
     return goldens
 
 
@@ -188,7 +241,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     np.seterr(all="ignore")
-    FILE.write_text(json.dumps(compute(), indent=1, sort_keys=True) + "\n")
+    FILE.write_text(json.dumps(compute(), sort_keys=True, separators=(",", ":")) + "\n")
     print(f"wrote {FILE}")
     return 0
 

@@ -20,23 +20,24 @@ def _check(kind, name, version, actual):
     assert stored is not None, f"{kind} {name!r} has no golden yet: {UPDATE}"
     assert stored["version"] == version, (
         f"{kind} {name!r} is at version {version}, its golden at {stored['version']}: {UPDATE}")
-    for part, digest in actual.items():
-        assert stored.get(part) == digest, (
-            f"{kind} {name!r} computes other numbers ({part}) at the same version {version}. "
-            f"If intended, bump `version=` in its module (its stored results become stale), "
-            f"{UPDATE}; otherwise undo the change.")
+    for part, value in actual.items():
+        problem = goldens.close(stored.get(part), value, goldens.TOLERANCE["plugin"], part)
+        assert problem is None, (
+            f"{kind} {name!r} computes other numbers at the same version {version} "
+            f"({problem}). If intended, bump `version=` in its module (its stored results "
+            f"become stale), {UPDATE}; otherwise undo the change.")
 
 
 @pytest.mark.parametrize("name", _plugins("defense"))
 def test_defense_output_matches_its_version(name):
     version = registry.lookup("defense", name).spec.version
-    _check("defense", name, version, {"hash": goldens.defense_golden(name)})
+    _check("defense", name, version, {"output": goldens.defense_golden(name)})
 
 
 @pytest.mark.parametrize("name", _plugins("attack"))
 def test_attack_output_matches_its_version(name):
     version = registry.lookup("attack", name).spec.version
-    _check("attack", name, version, {"hash": goldens.attack_golden(name)})
+    _check("attack", name, version, {"output": goldens.attack_golden(name)})
 
 
 @pytest.mark.parametrize("name", _plugins("task"))
@@ -51,16 +52,17 @@ def test_task_data_and_model_match_its_version(name):
 
 @pytest.mark.parametrize("name", sorted(goldens.CANARIES))
 def test_canary_run_matches_the_harness_version(name):
-    digest = goldens.canary_golden(name)
-    if digest is None:
+    run = goldens.canary_golden(name)
+    if run is None:
         pytest.skip(f"canary {name}: its dataset is not on this machine")
     stored = STORED["canary"].get(name)
     assert stored is not None, f"canary {name!r} has no golden yet: {UPDATE}"
     changes = behaviour.differences(stored["versions"], goldens.canary_versions(name))
     assert not changes, f"canary {name!r}: versions changed ({'; '.join(changes)}): {UPDATE}"
-    assert stored["hash"] == digest, (
-        f"canary run {name!r} computes other numbers while every version it involves is "
-        f"unchanged: the harness changed behaviour. If intended, bump HARNESS in "
+    problem = goldens.close(stored["run"], run, goldens.TOLERANCE["canary"], "run")
+    assert problem is None, (
+        f"canary run {name!r} computes other numbers ({problem}) while every version it "
+        f"involves is unchanged: the harness changed behaviour. If intended, bump HARNESS in "
         f"benchmark/behaviour.py (every stored result becomes stale), {UPDATE}; otherwise "
         f"undo the change.")
 
