@@ -15,9 +15,9 @@ import torch
 # Kernels several plugins share, defined in their own modules and offered here so that
 # plugins import from this module only.
 from benchmark.coordinates import (
-    coordinate_mean_around_median, coordinate_median, coordinate_statistic,
-    coordinate_trimmed_mean, mean_around_median, mean_closest, median_of_sorted,
-    sorted_coordinates,
+    coordinate_mean_around_median, coordinate_mean_around_trimmed_mean, coordinate_median,
+    coordinate_statistic, coordinate_trimmed_mean, mean_around_median, mean_closest,
+    median_of_sorted, sorted_coordinates,
 )
 from benchmark.distances import (
     distances_and_finite, finite_rows, gram_matrix, krum_bound, krum_check, krum_select,
@@ -27,7 +27,8 @@ from benchmark.distances import (
 
 __all__ = [
     "Aggregated", "Attack", "Defense", "Task", "TaskData", "UsageError",
-    "coordinate_mean_around_median", "coordinate_median", "coordinate_statistic",
+    "coordinate_mean_around_median", "coordinate_mean_around_trimmed_mean",
+    "coordinate_median", "coordinate_statistic",
     "coordinate_trimmed_mean",
     "distances_and_finite", "finite_rows",
     "gram_matrix", "krum_bound", "krum_check", "krum_select", "mean_around_median",

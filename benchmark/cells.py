@@ -11,7 +11,7 @@ from pathlib import Path
 import threadpoolctl
 import torch
 
-from . import checkpoint, engine, store
+from . import checkpoint, coordinates_numba, engine, store
 from .api import UsageError
 from .config import RunConfig
 from .summary import summarize
@@ -29,13 +29,16 @@ class CellResult:
 
 def single_thread() -> None:
     """One thread per run: parallelism comes from processes (DESIGN.md, "Scale"). Also
-    keeps freed memory in the process (`keep_freed_memory`)."""
+    keeps freed memory in the process (`keep_freed_memory`) and loads the compiled
+    coordinate-wise kernels once (from numba's disk cache after the first compile), so no
+    run pays for them inside a step."""
     set_threads(1)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # already set in this process
     keep_freed_memory()
+    coordinates_numba.warm_up()
 
 
 def set_threads(count: int) -> None:

@@ -1,13 +1,27 @@
 """Coordinate-wise building blocks shared by defenses (median, trimmed means, Phocas,
-MeaMed, Bulyan): each coordinate's n values, sorted, block by block on CPU."""
+MeaMed, Bulyan): each coordinate's n values, sorted, block by block on CPU.
+
+Definitions: NaN sorts after +inf; the median of an even count is the mean of the two
+middle values; a mean of sorted values (the trimmed mean, the window of the `count`
+values closest to a center) sums them first to last in the input's dtype, then divides
+by their count. On CPU (float32, float64) the compiled kernels of
+benchmark.coordinates_numba compute the statistics; without numba (or with COMPILED set
+to False), numpy sorts and computes them, to the same bits. Elsewhere (CUDA, other
+dtypes) torch sorts the whole matrix and its reductions sum in their own order.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from benchmark import coordinates_numba as compiled_kernels
+from benchmark.coordinates_numba import (MEAN_AROUND_MEDIAN, MEAN_AROUND_TRIMMED_MEAN, MEDIAN,
+                                         TRIMMED_MEAN)
+
 COLUMN_BLOCK = 4096  # columns per block where a kernel works block by block on CPU (in cache)
-WINDOW_CHUNK = 4 * COLUMN_BLOCK  # columns per chunk of coordinate_mean_around_median's last
-# steps (a multiple of COLUMN_BLOCK)
+WINDOW_CHUNK = 4 * COLUMN_BLOCK  # columns per chunk of the numpy statistics' last steps (a
+# multiple of COLUMN_BLOCK)
+COMPILED = compiled_kernels.AVAILABLE  # False: the numpy path, also the one without numba
 
 
 def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
@@ -15,7 +29,7 @@ def coordinate_median(gradients: torch.Tensor) -> torch.Tensor:
     NaN counts as larger than +inf (see `sorted_coordinates`)."""
     if not _numpy_sorts(gradients):
         return median_of_sorted(gradients.sort(dim=0).values)
-    return _by_sorted_rows(gradients, _median_of_rows)
+    return _on_cpu(gradients, MEDIAN)
 
 
 def coordinate_trimmed_mean(gradients: torch.Tensor, trim: int) -> torch.Tensor:
@@ -24,7 +38,29 @@ def coordinate_trimmed_mean(gradients: torch.Tensor, trim: int) -> torch.Tensor:
     n = gradients.shape[0]
     if not _numpy_sorts(gradients):
         return gradients.sort(dim=0).values[trim:n - trim].mean(dim=0)
-    return _by_sorted_rows(gradients, lambda rows: _trimmed_mean_of_rows(rows, trim))
+    return _on_cpu(gradients, TRIMMED_MEAN, trim=trim)
+
+
+def coordinate_mean_around_median(gradients: torch.Tensor, count: int,
+                                  selected: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_around_median over the sorted coordinates of gradients[selected] (all rows by
+    default), without copying the selected rows out first."""
+    if not _numpy_sorts(gradients):
+        chosen = gradients if selected is None else gradients[selected]
+        return coordinate_statistic(chosen, lambda ordered: mean_around_median(ordered, count))
+    return _on_cpu(gradients, MEAN_AROUND_MEDIAN, selected, count=count)
+
+
+def coordinate_mean_around_trimmed_mean(gradients: torch.Tensor, trim: int,
+                                        count: int) -> torch.Tensor:
+    """Per coordinate, the mean of the `count` values closest to the trimmed mean that
+    drops `trim` values at each end (mean_closest's window and ties: Phocas)."""
+    n = gradients.shape[0]
+    if not _numpy_sorts(gradients):
+        return coordinate_statistic(
+            gradients, lambda ordered: mean_closest(ordered, ordered[trim:n - trim].mean(dim=0),
+                                                    count))
+    return _on_cpu(gradients, MEAN_AROUND_TRIMMED_MEAN, trim=trim, count=count)
 
 
 def median_of_sorted(ordered: torch.Tensor) -> torch.Tensor:
@@ -35,7 +71,7 @@ def median_of_sorted(ordered: torch.Tensor) -> torch.Tensor:
     return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-# Coordinate-wise statistics sort each coordinate's n values. On CPU, numpy sorts; torch's
+# The numpy path, sorted_coordinates and coordinate_statistic sort with numpy on CPU: torch's
 # CPU sort along the short axis of an (n, d) tensor is about 10 times slower, and numpy's
 # along axis 0 sorts one strided column at a time. Copying a block of COLUMN_BLOCK columns
 # transposed (its columns become contiguous rows, the block stays in cache) and sorting
@@ -97,54 +133,6 @@ def sorted_coordinates(gradients: torch.Tensor) -> torch.Tensor:
     return ordered
 
 
-def coordinate_mean_around_median(gradients: torch.Tensor, count: int,
-                                  selected: torch.Tensor | None = None) -> torch.Tensor:
-    """mean_around_median over the sorted coordinates of gradients[selected] (all rows by
-    default), without copying the selected rows out first. On CPU the window's values
-    are summed first to last, then divided by `count`: the bits of mean_around_median
-    (whose torch mean sums up to 17 values so, but for the last columns of a block of
-    some widths), else equal to float rounding."""
-    if not _numpy_sorts(gradients):
-        chosen = gradients if selected is None else gradients[selected]
-        return coordinate_statistic(chosen, lambda ordered: mean_around_median(ordered, count))
-    picks = None if selected is None else selected.numpy()
-    n = gradients.shape[0] if picks is None else len(picks)
-    middle = n // 2
-    if n - count <= count:
-        return _by_sorted_rows(
-            gradients, lambda rows: mean_around_median(torch.from_numpy(rows).T, count).numpy(),
-            picks)
-    # only the sorted columns low .. high + count - 1 matter (mean_around_median): copied
-    # out transposed, chunk by chunk, each is a contiguous vector
-    low, high = max(0, middle - count), min(n - count, middle)
-    d = gradients.shape[1]
-    result = np.empty(d, gradients.numpy().dtype)
-    columns = np.empty((high + count - low, min(WINDOW_CHUNK, d)), result.dtype)
-    for start, rows in _sorted_row_blocks(gradients, picks):
-        offset, end = start % WINDOW_CHUNK, start + len(rows)
-        np.copyto(columns[:, offset:offset + len(rows)], rows[:, low:high + count].T)
-        if end % WINDOW_CHUNK == 0 or end == d:
-            chunk = columns[:, :offset + len(rows)]
-            result[end - chunk.shape[1]:end] = _window_mean(chunk, n % 2, middle - low,
-                                                            high - low, count)
-    return torch.from_numpy(result)
-
-
-def _window_mean(columns: np.ndarray, odd: bool, middle: int, slides: int, count: int):
-    """mean_around_median from the sorted values' rows low .. high + count - 1
-    (`columns`, its rows counted from low): the window starts where the slides stop."""
-    center = columns[middle] if odd else (columns[middle - 1] + columns[middle]) / 2
-    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which compares false as in torch
-        slide = (columns[count:count + slides] - center) < (center - columns[:slides])
-    start = slide.sum(axis=0, dtype=np.int16)  # summing int16 costs a fifth of intp
-    flat = np.multiply(start, columns.shape[1], dtype=np.intp) + np.arange(columns.shape[1])
-    total = columns.take(flat)
-    for k in range(1, count):
-        total += columns[k:].take(flat)
-    total /= count
-    return total
-
-
 def coordinate_statistic(gradients: torch.Tensor, statistic) -> torch.Tensor:
     """statistic(ordered) -> Tensor[m] for each block `ordered` (Tensor[n, m]) of the
     coordinates sorted along dim 0 (as by `sorted_coordinates`), put together as a
@@ -195,32 +183,87 @@ def mean_around_median(ordered: torch.Tensor, count: int) -> torch.Tensor:
     return ordered.gather(0, window).mean(dim=0)
 
 
-# The CPU forms of the statistics above work on `rows` (numpy [m, n]: row j holds one
-# coordinate's n values in ascending order, a block of the buffer `_sorted_row_blocks`
-# reuses). numpy and torch pay a fixed cost per row for an operation on a slice of short
-# rows (rows[:, a:b], n = 51: 1-2 ms over d = 79,510, more than the mean's whole pass);
-# column reads and BLAS products do not, so these kernels keep to those.
-
-def _by_sorted_rows(gradients: torch.Tensor, statistic, selected=None) -> torch.Tensor:
-    """statistic(rows) -> numpy [m] for each block of sorted rows, put together."""
-    result = np.empty(gradients.shape[1], gradients.numpy().dtype)
-    for start, rows in _sorted_row_blocks(gradients, selected):
-        result[start:start + len(rows)] = statistic(rows)
-    return torch.from_numpy(result)
 
 
-def _median_of_rows(rows: np.ndarray) -> np.ndarray:
-    n = rows.shape[1]
-    if n % 2:
-        return rows[:, n // 2]
-    return (rows[:, n // 2 - 1] + rows[:, n // 2]) / 2
+# The CPU statistics: both paths take the same parameters (coordinates_numba.parameters);
+# the numpy one works on the sorted rows `_sorted_row_blocks` yields, the compiled one
+# sorts by itself.
+
+def _on_cpu(gradients: torch.Tensor, statistic: int, selected: torch.Tensor | None = None, *,
+            trim: int = 0, count: int = 0) -> torch.Tensor:
+    """MEDIAN, TRIMMED_MEAN, MEAN_AROUND_MEDIAN or MEAN_AROUND_TRIMMED_MEAN of the sorted
+    coordinates of gradients[selected] (a float32 or float64 CPU tensor; `selected`: row
+    indices or a mask, all rows by default)."""
+    n = gradients.shape[0]
+    if selected is None:
+        rows = np.arange(n)
+    elif selected.dtype == torch.bool:
+        rows = np.flatnonzero(selected.numpy())
+    else:
+        rows = selected.numpy().astype(np.int64)
+        rows[rows < 0] += n
+    if len(rows) and not (0 <= rows.min() and rows.max() < n):
+        raise IndexError(f"selected rows must lie in -{n} .. {n - 1}")
+    parameters = compiled_kernels.parameters(statistic, len(rows), trim, count)
+    if COMPILED:
+        return torch.from_numpy(compiled_kernels.statistic_by_blocks(
+            gradients.numpy(), rows, statistic, **parameters))
+    return torch.from_numpy(_numpy_statistic(gradients, rows, statistic, **parameters))
 
 
-def _sum_of_rows(rows: np.ndarray) -> np.ndarray:
-    """Each row's sum, as a product with a vector of ones (1 * x = x for every x)."""
-    return rows @ np.ones(rows.shape[1], rows.dtype)
+def _numpy_statistic(gradients: torch.Tensor, rows: np.ndarray, statistic: int, *, trim: int,
+                     count: int, low: int, high: int, first: int, last: int) -> np.ndarray:
+    """coordinates_numba.statistic_by_blocks in numpy: the sorted rows first .. last - 1
+    of each block, copied out transposed chunk by chunk (each a contiguous vector), then
+    the same steps, each over whole vectors."""
+    d, k = gradients.shape[1], len(rows)
+    result = np.empty(d, gradients.numpy().dtype)
+    band = np.empty((last - first, min(WINDOW_CHUNK, d)), result.dtype)
+    for start, sorted_rows in _sorted_row_blocks(gradients, rows):
+        offset, end = start % WINDOW_CHUNK, start + len(sorted_rows)
+        np.copyto(band[:, offset:offset + len(sorted_rows)], sorted_rows[:, first:last].T)
+        if end % WINDOW_CHUNK and end != d:
+            continue
+        chunk = band[:, :offset + len(sorted_rows)]  # sorted row r is chunk[r - first]
+        trimmed = slice(trim - first, k - trim - first)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as in torch
+            if statistic == MEDIAN:
+                value = _median_of_rows(chunk, k, first)
+            elif statistic == TRIMMED_MEAN:
+                value = _mean_of_rows(chunk[trimmed])
+            else:
+                center = (_median_of_rows(chunk, k, first) if statistic == MEAN_AROUND_MEDIAN
+                          else _mean_of_rows(chunk[trimmed]))
+                value = _window_mean(chunk[low - first:high + count - first], center,
+                                     high - low, count)
+        result[end - chunk.shape[1]:end] = value
+    return result
 
 
-def _trimmed_mean_of_rows(rows: np.ndarray, trim: int) -> np.ndarray:
-    n = rows.shape[1]
-    return _sum_of_rows(rows[:, trim:n - trim]) / (n - 2 * trim)
+def _median_of_rows(rows: np.ndarray, k: int, first: int) -> np.ndarray:
+    middle = k // 2 - first
+    if k % 2:
+        return rows[middle]
+    return (rows[middle - 1] + rows[middle]) / 2
+
+
+def _mean_of_rows(rows: np.ndarray) -> np.ndarray:
+    """The rows' mean, summed first to last."""
+    total = rows[0].copy()
+    for row in rows[1:]:
+        total += row
+    total /= len(rows)
+    return total
+
+
+def _window_mean(rows: np.ndarray, center: np.ndarray, slides: int, count: int) -> np.ndarray:
+    """The mean of `count` consecutive rows (from the band's first), summed first to
+    last, starting where the slides stop: `slides` compares, as in mean_around_median."""
+    slide = (rows[count:count + slides] - center) < (center - rows[:slides])
+    start = slide.sum(axis=0, dtype=np.int16)  # summing int16 costs a fifth of intp
+    flat = np.multiply(start, rows.shape[1], dtype=np.intp) + np.arange(rows.shape[1])
+    total = rows.take(flat)
+    for k in range(1, count):
+        total += rows[k:].take(flat)
+    total /= count
+    return total

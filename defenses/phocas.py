@@ -1,13 +1,9 @@
 """Phocas: per coordinate, the mean of the n - f values closest to the trimmed mean."""
-from benchmark.api import Defense, coordinate_statistic, mean_closest
+from benchmark.api import Defense, coordinate_mean_around_trimmed_mean
 
 
 def aggregate(gradients, f):
-    n = gradients.shape[0]
-
-    def statistic(ordered):
-        return mean_closest(ordered, ordered[f:n - f].mean(dim=0), n - f)
-    return coordinate_statistic(gradients, statistic)
+    return coordinate_mean_around_trimmed_mean(gradients, f, gradients.shape[0] - f)
 
 
 def check(n, f):
