@@ -6,18 +6,23 @@ the machine or the order files are listed in).
     scores    run accuracy, worst case, summaries, momentum gain
     statistics  intervals, paired tests, ranks with tie groups
     kernels   the speed table (results/kernels/*.json)
-    render    Markdown and HTML (templates/)
+    grids     the tables as rows of cells, shared by the Markdown and the pages
+    metadata  a defense's plugin metadata and links (paper, source, page)
+    provenance  profile, seeds, commits and newest run, from the run records
+    render    Markdown and index.html (templates/)
+    pages     a page per defense (site/defenses/)
     plots     seaborn figures for the site
 """
 from __future__ import annotations
 
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark import matrix
 
-from . import collect, kernels, render, scores
+from . import collect, grids, kernels, metadata, pages, render, scores
 
 PROFILE = "standard"
 
@@ -28,6 +33,7 @@ class Built:
     page: render.Page
     collection: collect.Collection
     board: scores.Board
+    defense_pages: list[pages.DefensePage] = field(default_factory=list)
 
 
 def _plots(board: scores.Board, results: list[collect.Result], site: Path):
@@ -40,7 +46,7 @@ def _plots(board: scores.Board, results: list[collect.Result], site: Path):
             by_setting.setdefault(result.setting, []).append(result)
     drawn = {}
     for table in board.tables:
-        anchor, group = render.slug(table), by_setting[table.setting]
+        anchor, group = grids.slug(table), by_setting[table.setting]
         entries = []
         for kind, caption, draw in (
                 ("heatmap", "mean run accuracy, defense × attack", plots.heatmap),
@@ -53,10 +59,21 @@ def _plots(board: scores.Board, results: list[collect.Result], site: Path):
     return drawn
 
 
+def _repository_from(site: Path) -> str:
+    """The relative way from the site folder to the repository root (for source links),
+    `../../` when the site lies outside the repository (as from leaderboard/site/)."""
+    site = site.resolve()
+    if not site.is_relative_to(metadata.REPOSITORY):
+        return render.SITE_TO_REPOSITORY
+    way = Path(os.path.relpath(metadata.REPOSITORY, site)).as_posix()
+    return "" if way == "." else way + "/"
+
+
 def build(results: Path | str, profile: matrix.Profile | str = PROFILE,
           site: Path | str | None = None, draw: bool = True) -> Built:
     """Scores the results under `results`/<profile>/; with `site`, also writes the site
-    there (index.html, and plots/ when `draw`). Returns the Markdown and what it shows."""
+    there (index.html, defenses/<name>.html, and plots/ when `draw`). Returns the Markdown
+    and what it shows."""
     if isinstance(profile, str):
         profile = matrix.load_profile(profile)
     collection = collect.collect(results, profile)
@@ -65,11 +82,15 @@ def build(results: Path | str, profile: matrix.Profile | str = PROFILE,
     drawn = None
     if site is not None:
         site = Path(site)
-        shutil.rmtree(site / "plots", ignore_errors=True)  # no plot of an older board stays
+        for stale in ("plots", pages.FOLDER):  # no plot or page of an older board stays
+            shutil.rmtree(site / stale, ignore_errors=True)
         site.mkdir(parents=True, exist_ok=True)
         if draw:
             drawn = _plots(board, collection.results, site)
     page = render.page(profile.name, board, collection, measurements, kernel_problems, drawn)
+    defense_pages = pages.build(board, page, measurements)
     if site is not None:
-        (site / "index.html").write_text(render.html(page))
-    return Built(render.markdown(page), page, collection, board)
+        repository = _repository_from(site)
+        (site / "index.html").write_text(render.html(page, repository))
+        pages.write(site, defense_pages, page, repository)
+    return Built(render.markdown(page), page, collection, board, defense_pages)

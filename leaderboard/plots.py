@@ -1,7 +1,8 @@
 """The site's seaborn plots, one set per setting: a defense × attack heatmap of mean
-accuracy, accuracy curves with seed bands, and the honest deviation/norm ratio against
-each rule's bound. (benchmark/study.py has plotting helpers for ad-hoc studies; these
-are the leaderboard's own, read from the committed files only: eval.csv and the trace.)
+accuracy (its colours fitted to the values shown), accuracy curves with seed bands, and
+the honest deviation/norm ratio against each rule's bound. (benchmark/study.py has
+plotting helpers for ad-hoc studies; these are the leaderboard's own, read from the
+committed files only: eval.csv and the trace.)
 
 Figures are saved without metadata, so the same results give the same PNG bytes.
 """
@@ -26,6 +27,8 @@ from .scores import CLEAN, Table, run_accuracy  # noqa: E402
 DPI = 72
 COLUMNS = 4      # facets per row
 LEGEND_ROWS = 8  # legend entries per column
+LOW_PERCENTILE = 5   # the heatmap's colours start at this percentile of its values
+MIN_SPAN = 0.02      # ... and span at least this much accuracy
 
 
 def _save(figure, path: Path) -> None:
@@ -39,6 +42,18 @@ def _palette(defenses: list[str]) -> dict[str, tuple]:
                                                 len(defenses))))
 
 
+def colour_range(values: np.ndarray) -> tuple[float, float]:
+    """The heatmap's colour scale, fitted to the shown values so that 0.90 and 0.97 get
+    different colours: from the 5th percentile (a few collapsed runs do not stretch it) to
+    the maximum, at least MIN_SPAN wide and within [0, 1]."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(np.percentile(finite, LOW_PERCENTILE)), float(finite.max())
+    low = max(min(low, high - MIN_SPAN), 0.0)
+    return low, max(high, low + MIN_SPAN)
+
+
 def heatmap(table: Table, results: list[Result], path: Path) -> None:
     frame = pd.DataFrame([{"defense": r.record["config"]["defense"], "attack": r.label["attack"],
                            "accuracy": run_accuracy(r)} for r in results])
@@ -46,9 +61,13 @@ def heatmap(table: Table, results: list[Result], path: Path) -> None:
                              aggfunc="mean")
     order = ([CLEAN] if CLEAN in grid.columns else []) + table.attacks
     grid = grid.reindex(index=[row.defense for row in table.rows], columns=order)
+    low, high = colour_range(grid.to_numpy())
+    below = bool((grid.to_numpy() < low).any())
     figure, axes = plt.subplots(figsize=(1.0 + 0.75 * len(order), 1.2 + 0.4 * len(grid)))
-    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=axes,
-                cbar_kws={"label": "run accuracy (mean over seeds)"})
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=low, vmax=high, cmap="viridis", ax=axes,
+                cbar_kws={"label": f"run accuracy (mean over seeds)\ncolour scale "
+                                   f"{low:.2f}–{high:.2f}, fitted to the values shown",
+                          "extend": "min" if below else "neither"})
     axes.set_title(table.title(), fontsize=9)
     axes.set_xlabel("attack")
     _save(figure, path)

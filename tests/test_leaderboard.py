@@ -134,7 +134,8 @@ def test_two_regenerations_give_identical_bytes(results, tiny, tmp_path):
     assert first.markdown == second.markdown
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*")
                    if p.is_file())
-    assert Path("index.html") in files and len(files) == 1 + 2 * 3  # 2 settings x 3 plots
+    assert Path("index.html") in files
+    assert len(files) == 1 + 2 * 3 + 2  # 2 settings x 3 plots, a page per defense
     for name in files:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     speed, problems = kernels.load(results)
@@ -165,3 +166,109 @@ def test_site_builds_when_a_run_failed_before_its_first_step(results, tiny, tmp_
     built = leaderboard.build(results, tiny, site=tmp_path / "site")
     assert (tmp_path / "site" / "index.html").exists()
     assert "hand-edited" not in built.markdown
+
+
+# --- links, coverage and provenance -------------------------------------------------------
+
+def test_markdown_links_defenses_to_their_source_and_papers(results, tiny):
+    from urllib.parse import parse_qs, urlparse
+
+    from leaderboard import metadata, render
+
+    built = leaderboard.build(results, tiny)
+    rows = [line for line in built.markdown.splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| 1      | [median](defenses/median.py) ") for line in rows)
+    ranked = [line for line in rows if " ± " in line]    # summary and setting rows
+    assert len(ranked) == 8 and all("](defenses/" in line for line in ranked)
+    median = metadata.component("median")
+    assert median.source == "defenses/median.py" and median.reference
+    address = built.markdown.split(f"[{median.reference}](", 1)[1].split(")", 1)[0]
+    assert address.startswith("https://scholar.google.com/scholar?q=")
+    assert parse_qs(urlparse(address).query) == {"q": [median.reference]}
+    assert "## Defenses" in built.markdown
+
+    def cell(name):
+        return render.markdown_cell(render.Cell(name, name, ("defense", name)))
+    assert cell("nnm+trmean") == "[nnm](defenses/nnm.py)+[trmean](defenses/trmean.py)"
+    assert cell("krum:squared=false,m=n-f-2") == "[krum:squared=false,m=n-f-2](defenses/krum.py)"
+    assert cell("bucketing:s=2+krum") == ("[bucketing:s=2](defenses/bucketing.py)"
+                                          "+[krum](defenses/krum.py)")
+    assert cell("not-a-rule") == "not-a-rule"
+    assert metadata.source_path(Path("/elsewhere/defenses/krum.py")) is None
+
+
+def test_page_files_are_safe_and_distinct():
+    from leaderboard import metadata
+
+    names = ["krum", "nnm+trmean", "krum:squared=false,m=n-f-2", "krum_3asquared",
+             "multi-krum", "a/b", "é"]
+    files = [metadata.page_file(name) for name in names]
+    assert len(set(files)) == len(files)
+    assert files[:2] == ["krum.html", "nnm+trmean.html"]
+    assert all(set(file) <= metadata.FILE_NAME_SAFE | {"_"} for file in files)
+
+
+def test_site_links_reach_the_repository_from_where_the_site_lies():
+    from leaderboard import metadata, render
+
+    root = metadata.REPOSITORY
+    assert leaderboard._repository_from(root / "leaderboard" / "site") == "../../"
+    assert leaderboard._repository_from(root / "docs" / "board" / "site") == "../../../"
+    assert leaderboard._repository_from(root) == ""
+    assert leaderboard._repository_from(Path("/tmp/elsewhere")) == render.SITE_TO_REPOSITORY
+
+
+def coverage_rows(markdown):
+    section = markdown.split("## Coverage", 1)[1].split("\n## ", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| digits")]
+
+
+def test_markdown_shows_coverage_near_the_top_and_provenance(results, tiny):
+    shutil.rmtree(cell_folder(results, "median", "little", "update", 1))
+    built = leaderboard.build(results, tiny)
+    markdown = built.markdown
+    assert markdown.index("## Coverage") < markdown.index("## Summary")
+    assert coverage_rows(markdown) == [["digits", "update", "2", "9 / 10", "90%"],
+                                       ["digits", "worker", "2", "8 / 8", "100%"]]
+    assert "17 of the profile's 18 cells present (94%)." in markdown
+    records = [result.record for result in built.collection.results]
+    newest = max(record["finished"] for record in records)
+    commits = {record["git"]["commit"][:12] for record in records}
+    runs = next(line for line in markdown.splitlines() if line.startswith("Runs: "))
+    assert runs.startswith("Runs: seeds: 1, 2; git commit")
+    assert f"newest run finished: {newest}." in runs
+    assert all(commit in runs for commit in commits)
+
+
+def test_heatmap_colours_fit_the_values_shown():
+    import numpy as np
+
+    from leaderboard import plots
+
+    low, high = plots.colour_range(np.array([[0.90, 0.93], [0.95, 0.97]]))
+    assert 0.90 <= low < 0.91 and high == 0.97
+    values = np.append(np.linspace(0.9, 0.97, 40), [0.1, np.nan])  # one collapsed run
+    low, high = plots.colour_range(values)
+    assert 0.89 < low < 0.91 and high == pytest.approx(0.97)
+    assert plots.colour_range(np.array([0.5, 0.5])) == (0.48, 0.5)
+    assert plots.colour_range(np.array([0.0, 0.0])) == (0.0, plots.MIN_SPAN)
+    assert plots.colour_range(np.array([np.nan])) == (0.0, 1.0)
+
+
+def test_site_has_a_page_per_defense_linked_from_the_board(results, tiny, tmp_path):
+    site = tmp_path / "site"
+    built = leaderboard.build(results, tiny, site=site, draw=False)
+    assert sorted(p.name for p in (site / "defenses").iterdir()) == ["average.html",
+                                                                      "median.html"]
+    index = (site / "index.html").read_text()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in index
+    assert '<a href="defenses/median.html"' in index
+    assert 'href="../../defenses/median.py"' in index   # the Defenses table's source column
+    page = (site / "defenses" / "median.html").read_text()
+    assert 'href="../index.html"' in page and 'href="../../../defenses/median.py"' in page
+    (median,) = [p for p in built.defense_pages if p.name == "median"]
+    assert len(median.settings.rows) == 2 and len(median.summaries.rows) == 2
+    (site / "defenses" / "stale.html").write_text("from an older board")
+    leaderboard.build(results, tiny, site=site, draw=False)
+    assert not (site / "defenses" / "stale.html").exists()

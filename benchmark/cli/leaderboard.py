@@ -12,7 +12,8 @@ from ._common import add_results_location
 def register(commands) -> None:
     parser = commands.add_parser(
         "leaderboard", help="regenerate LEADERBOARD.md and the site from the stored results",
-        description="Rebuild LEADERBOARD.md and the static site (index.html and seaborn plots) "
+        description="Rebuild LEADERBOARD.md and the static site (index.html, a page per "
+                    "defense and seaborn plots) "
                     "from RESULTS/<profile>/, as a pure function of those files: the same "
                     "files give the same bytes. Stale, quick-profile, malformed, duplicated, "
                     "hand-edited and incomplete results are left out and listed with the "
@@ -56,7 +57,8 @@ def main(args) -> int:
           f"{counts['settings']} settings, {counts['excluded']} excluded "
           f"({time.monotonic() - started:.1f} s)")
     if site is not None:
-        print(f"site: {site / 'index.html'}")
+        print(f"site: {site / 'index.html'} and {len(built.defense_pages)} defense pages "
+              f"in {site / 'defenses'}")
     for exclusion in built.collection.exclusions[:10]:
         print(f"  excluded {exclusion.count} in {exclusion.where}: {exclusion.reason}")
     if len(built.collection.exclusions) > 10:
