@@ -69,3 +69,25 @@ def test_canary_run_matches_the_harness_version(name):
 
 def test_goldens_file_is_for_this_harness_version():
     assert STORED["harness"] == behaviour.HARNESS, f"HARNESS changed: {UPDATE}"
+
+
+def _with_median(monkeypatch, aggregate):
+    import dataclasses
+
+    original = registry.discover
+    plugins = dict(original("defense"))
+    median = plugins["median"]
+    plugins["median"] = dataclasses.replace(
+        median, spec=dataclasses.replace(median.spec, aggregate=aggregate))
+    monkeypatch.setattr(registry, "discover",
+                        lambda kind: plugins if kind == "defense" else original(kind))
+    return median.spec.aggregate
+
+
+def test_a_changed_output_at_the_same_version_fails_and_float_noise_does_not(monkeypatch):
+    real = _with_median(monkeypatch, lambda gradients, f: real(gradients, f) * (1 + 1e-7))
+    _check("defense", "median", 1, {"output": goldens.defense_golden("median")})  # noise
+    monkeypatch.undo()
+    real = _with_median(monkeypatch, lambda gradients, f: real(gradients, f) * 1.001)
+    with pytest.raises(AssertionError, match="computes other numbers at the same version 1"):
+        _check("defense", "median", 1, {"output": goldens.defense_golden("median")})
