@@ -11,7 +11,7 @@ from pathlib import Path
 import threadpoolctl
 import torch
 
-from . import checkpoint, coordinates_numba, engine, store
+from . import checkpoint, coordinates_numba, engine, plugins, store
 from .api import UsageError
 from .config import RunConfig
 from .summary import summarize
@@ -95,14 +95,17 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     started, clock = store.now(), time.monotonic()
     previous_seconds = saved["seconds"] if saved else 0.0
     metric_rows, eval_rows = [], []
-    try:
-        simulation = engine.Simulation(config)
-        if saved:
-            simulation.load_state_dict(saved["simulation"])
-    except UsageError:
-        raise
-    except Exception as error:
-        simulation, setup_error = None, error
+    with plugins.noting_ctrl_c():
+        try:
+            simulation = engine.Simulation(config)
+            if saved:
+                simulation.load_state_dict(saved["simulation"])
+        except UsageError:
+            raise
+        except BaseException as error:  # sys.exit() in a task too; not the user's Ctrl-C
+            if not plugins.fails_the_cell(error):
+                raise
+            simulation, setup_error = None, error
     temp = store.new_temp_dir(final)
     metrics_log, eval_log = store.CsvLog(temp / "metrics.csv"), store.CsvLog(temp / "eval.csv")
 
@@ -123,23 +126,27 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
         on_step(row)
     for row in saved["eval"] if saved else ():
         on_eval(row)
-    try:
-        if simulation is None:
-            outcome = engine.Outcome("failed", f"setup raised {type(setup_error).__name__}: "
-                                                f"{setup_error}")
-        else:
-            outcome = engine.run(config, on_step, on_eval, simulation, on_checkpoint)
-            if keep_checkpoint:
-                seconds = previous_seconds + time.monotonic() - clock
-                checkpoint.write_atomic(temp / checkpoint.KEPT_NAME, checkpoint.payload(
-                    config, record["versions"], simulation, metric_rows, eval_rows, seconds))
-    except Exception as error:  # a harness or plugin bug must fail this cell only
-        last = traceback.extract_tb(error.__traceback__)[-1]
-        outcome = engine.Outcome("failed", f"{type(error).__name__}: {error} "
-                                           f"({Path(last.filename).name}:{last.lineno})")
-    finally:
-        metrics_log.close()
-        eval_log.close()
+    with plugins.noting_ctrl_c():
+        try:
+            if simulation is None:
+                outcome = engine.Outcome(
+                    "failed", f"setup raised {type(setup_error).__name__}: {setup_error}")
+            else:
+                outcome = engine.run(config, on_step, on_eval, simulation, on_checkpoint)
+                if keep_checkpoint:
+                    seconds = previous_seconds + time.monotonic() - clock
+                    checkpoint.write_atomic(temp / checkpoint.KEPT_NAME, checkpoint.payload(
+                        config, record["versions"], simulation, metric_rows, eval_rows,
+                        seconds))
+        except BaseException as error:  # a harness or plugin bug must fail this cell only
+            if not plugins.fails_the_cell(error):
+                raise
+            last = traceback.extract_tb(error.__traceback__)[-1]
+            outcome = engine.Outcome("failed", f"{type(error).__name__}: {error} "
+                                               f"({Path(last.filename).name}:{last.lineno})")
+        finally:
+            metrics_log.close()
+            eval_log.close()
     if outcome.status == "failed" and config.device.startswith("cuda"):
         torch.cuda.empty_cache()  # e.g. after out of memory: the next cell gets the memory
     summary = summarize(metric_rows, eval_rows, outcome.status, outcome.steps_done)

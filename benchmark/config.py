@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +96,29 @@ class RunConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 TASK_ONLY_DEFAULTS = {"f_values"}
+_KINDS = {name: typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+          for name, hint in typing.get_type_hints(RunConfig).items()}  # field -> its types
+_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false",
+               str: "a string", tuple: "a list", type(None): "null"}
+
+
+def _is_kind(value: Any, kind) -> bool:
+    """Whether `value` may stand in a field of type `kind`. Not coerced: an int is a valid
+    float (a profile's `l2 = 0`, `--set lr=1`) and keeps the hash it always had."""
+    kind = typing.get_origin(kind) or kind
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def type_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be the setting `name` (a float for an int field, text for a
+    number, ...), or None."""
+    kinds = _KINDS[name]
+    if any(_is_kind(value, kind) for kind in kinds):
+        return None
+    expected = " or ".join(_KIND_NAMES.get(typing.get_origin(k) or k, str(k)) for k in kinds)
+    return f"{name} must be {expected}, not {value!r}"
 
 
 def _typed(name: str, value: Any) -> Any:
@@ -129,9 +155,16 @@ def make_config(**overrides: Any) -> RunConfig:
     return config
 
 
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def validate(config: RunConfig) -> None:
     """Checks of the settings themselves; plugin `check`s run in benchmark.engine."""
-    problems = []
+    problems = [problem for problem in (type_problem(name, getattr(config, name))
+                                        for name in FIELDS) if problem]
+    if problems:  # the checks below compare numbers
+        raise UsageError("; ".join(problems))
     if config.momentum_at not in PLACEMENTS:
         problems.append(f"momentum_at must be one of {', '.join(PLACEMENTS)}, "
                         f"not {config.momentum_at!r}")
@@ -143,8 +176,14 @@ def validate(config: RunConfig) -> None:
         problems.append(f"f_real={config.byzantine} leaves no honest worker among n={config.n}; "
                         "lower f (or f_real) or raise n")
     for name in ("steps", "batch_size", "eval_every", "past_window", "local_steps"):
-        if getattr(config, name) < (0 if name == "steps" else 1):
-            problems.append(f"{name} must be positive, not {getattr(config, name)}")
+        if getattr(config, name) < 1:
+            problems.append(f"{name} must be at least 1, not {getattr(config, name)}")
+    if config.seed < 0:
+        problems.append(f"seed must be a non-negative whole number, not {config.seed}")
+    if config.time_budget is not None and not (_finite(config.time_budget)
+                                               and config.time_budget > 0):
+        problems.append(f"time_budget must be a positive finite number of seconds (or "
+                        f"omitted for the default), not {config.time_budget}")
     if not 0 <= config.momentum < 1:
         problems.append(f"momentum must be in [0, 1), not {config.momentum}")
     if not 0 <= config.dampening <= 1:
@@ -155,16 +194,22 @@ def validate(config: RunConfig) -> None:
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         problems.append(f"checkpoint_every must be at least 1 step (or omitted), "
                         f"not {config.checkpoint_every}")
-    if config.clip is not None and config.clip <= 0:
-        problems.append(f"clip must be positive (or omitted to disable), not {config.clip}")
-    if config.lr <= 0:
-        problems.append(f"lr must be positive, not {config.lr}")
+    if config.clip is not None and not (_finite(config.clip) and config.clip > 0):
+        problems.append(f"clip must be a positive finite number (or omitted to disable), "
+                        f"not {config.clip}")
+    if not (_finite(config.lr) and config.lr > 0):
+        problems.append(f"lr must be a positive finite number, not {config.lr}")
+    if any(not (_finite(lr) and lr > 0 and step >= 0) for step, lr in config.lr_schedule):
+        problems.append(f"lr_schedule must hold (step >= 0, lr) pairs with positive finite "
+                        f"lrs, not {[list(pair) for pair in config.lr_schedule]}")
+    if not (_finite(config.l2) and config.l2 >= 0):
+        problems.append(f"l2 must be a non-negative finite number, not {config.l2}")
     if config.gradients not in GRADIENT_METHODS:
         problems.append(f"gradients must be one of {', '.join(GRADIENT_METHODS)}, "
                         f"not {config.gradients!r}")
     if config.split not in SPLITS:
         problems.append(f"split must be one of {', '.join(SPLITS)}, not {config.split!r}")
-    if not config.alpha > 0:
+    if not (_finite(config.alpha) and config.alpha > 0):
         problems.append(f"alpha (the Dirichlet concentration) must be positive, not {config.alpha}")
     if config.shards < 1:
         problems.append(f"shards (per worker) must be at least 1, not {config.shards}")

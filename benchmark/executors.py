@@ -1,19 +1,12 @@
-"""Running many cells: local worker processes (one thread each) or a Dask cluster.
+"""Running many cells: local worker processes (one thread each), one at a time under a
+hard limit (`run_serial`, `run_guarded`), or a Dask cluster (benchmark.dask_executor).
 
 Every cell has a time budget (RunConfig.time_budget; DEFAULT_TIME_BUDGET when unset):
 the engine fails a run past it at the end of a step, and the executor kills a cell
 stuck inside one step at budget + grace (`hard_limit`) and stores it as failed. A cell
 whose worker dies (crash, out of memory, lost node) is retried once, then reported as
-failed without storing anything (the next run tries again), and the matrix goes on. Completed cells are written
-atomically, so an interrupted matrix resumes where it stopped.
-
-Dask (`run_dask`): the same cells on a cluster (`tcp://host:8786`, e.g. dask-jobqueue on
-Slurm) or on a local cluster started here. The workers need the same code and data. A
-worker that sees the results root (a shared file system: this process leaves a mark file
-in it for the run) runs its cell there, like a local worker: checkpoints
-(`--checkpoint-every`) survive its death and the retry resumes from the last one.
-Otherwise it runs the cell in a scratch folder and sends the files back, and this process
-publishes them.
+failed without storing anything (the next run tries again), and the matrix goes on.
+Completed cells are written atomically, so an interrupted matrix resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -22,15 +15,17 @@ import multiprocessing
 import os
 import queue
 import signal
-import tempfile
+import sys
 import time
-import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import checkpoint, devices, store
+import torch
+
+from . import checkpoint, devices, provenance, store
+from .api import UsageError
 from .cells import CellResult, run_cell, single_thread
 from .config import RunConfig
 
@@ -102,28 +97,34 @@ def _init_worker(started=None, gpu_slots=None) -> None:
 _STARTED = None  # in a local worker process: the queue announcing which cell runs where
 
 
-def _run_in_worker(config_dict: dict, root: str, deadline: float | None = None) -> CellResult:
-    if _past(deadline):  # queued before the budget ran out, reached after
+def _run_in_worker(config_dict: dict, root: str, deadline: float | None = None,
+                   cell_options: dict | None = None) -> CellResult:
+    if deadline is not None and _past(deadline):  # queued before the budget ran out
         return _postponed(RunConfig.from_dict(config_dict))
     if _STARTED is not None:
         _STARTED.put((RunConfig.from_dict(config_dict).hash(), os.getpid()))
-    return run_cell(RunConfig.from_dict(config_dict), root)
+    return run_cell(RunConfig.from_dict(config_dict), root, **(cell_options or {}))
 
 
 # --- local processes ------------------------------------------------------------------
 
 def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
               on_done: OnDone, gpus: list[int | None] | None = None,
-              deadline: float | None = None) -> list[CellResult]:
-    """Runs `configs` on `jobs` spawned processes; calls on_done as each finishes. With
-    `gpus` (benchmark.devices.worker_devices), one process per entry, pinned to that GPU.
-    No cell starts after `deadline` (time.time()): those are returned as postponed."""
+              deadline: float | None = None, *, start_method: str = "spawn",
+              cell_options: dict | None = None,
+              usage_errors: bool = False) -> list[CellResult]:
+    """Runs `configs` on `jobs` processes (started by `start_method`); calls on_done as
+    each finishes. With `gpus` (benchmark.devices.worker_devices), one process per entry,
+    pinned to that GPU.
+    No cell starts after `deadline` (time.time()): those are returned as postponed.
+    `cell_options` go to run_cell; with `usage_errors`, the UsageError a cell raises (bad
+    parameters, nothing to resume) is raised here, else the cell is reported as failed."""
     pending = [with_budget(config) for config in configs]
     results: list[CellResult] = []
     attempts: dict[str, int] = {}
     for variable in THREAD_VARIABLES:  # inherited by the spawned workers
         os.environ[variable] = "1"
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(start_method)
     while pending:
         started, gpu_slots = context.Queue(), None
         if gpus and any(gpu is not None for gpu in gpus):
@@ -133,8 +134,8 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
         with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(pending))),
                                  mp_context=context, initializer=_init_worker,
                                  initargs=(started, gpu_slots)) as pool:
-            futures = {pool.submit(_run_in_worker, c.to_dict(), str(root), deadline): c
-                       for c in pending}
+            futures = {pool.submit(_run_in_worker, c.to_dict(), str(root), deadline,
+                                   cell_options): c for c in pending}
             pending = []
             running: dict[str, tuple[int, float]] = {}  # config hash -> (pid, start)
             killed: set[str] = set()
@@ -142,7 +143,7 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
                 while futures:
                     done, _ = wait(futures, timeout=POLL, return_when=FIRST_COMPLETED)
                     _drain(started, running)
-                    if _past(deadline):
+                    if deadline is not None and _past(deadline):
                         for future in [f for f in futures if f.cancel()]:
                             done.add(future)
                     for future in done:
@@ -166,7 +167,10 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
                                     continue
                                 result = _failed(config, f"its worker process died {ATTEMPTS} "
                                                          "times (crash or out of memory)")
-                        except Exception as error:
+                        except BaseException as error:
+                            if isinstance(error, KeyboardInterrupt) or (
+                                    usage_errors and isinstance(error, UsageError)):
+                                raise  # the user's Ctrl-C; bad parameters
                             result = _failed(config, f"{type(error).__name__}: {error}")
                         running.pop(key, None)
                         results.append(result)
@@ -204,168 +208,73 @@ def _kill_overdue(futures: dict, running: dict, killed: set) -> None:
 
 def run_serial(configs: Iterable[RunConfig], root: Path | str,
                on_done: OnDone, deadline: float | None = None) -> list[CellResult]:
-    """The same in this process (jobs = 1): no process start-up cost, and only the
-    engine's own budget check (a step that never returns is not interrupted)."""
-    single_thread()
+    """The same one cell at a time (jobs = 1), each under the hard limit (`run_guarded`).
+    Raises the UsageError a cell raises."""
+    configs = list(configs)
+    single_thread()  # before the fork: the workers inherit it, and the compiled kernels
+    if _guarded_start_method() == "fork":
+        _share_provenance(configs)
     results = []
     for config in configs:
-        result = _postponed(config) if _past(deadline) else run_cell(with_budget(config), root)
+        result = _postponed(config) if _past(deadline) else run_guarded(config, root)
         results.append(result)
         on_done(result)
     return results
 
 
-# --- Dask -------------------------------------------------------------------------------
-
-SHARED_MARK = ".dask-run-"  # + a token: the file by which a worker recognises the root
-
-
-def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = None,
-                deadline: float | None = None) -> tuple[CellResult, dict[str, bytes] | None]:
-    """On a Dask worker: runs the cell under `root` if this worker sees the run's mark
-    file there (returns no files: the cell is published), else in a scratch folder
-    (returns its files); postponed without running once `deadline` has passed."""
-    from distributed import get_worker
-
-    config = RunConfig.from_dict(config_dict)
-    if _past(deadline):
-        return _postponed(config), None
-    _init_worker()
-    try:
-        worker = get_worker()
-        worker.log_event("cell-start", {"key": config.hash(), "worker": worker.address})
-    except ValueError:  # not on a worker (e.g. a test calling this directly)
-        pass
-    if root is not None and mark is not None and (Path(root) / mark).exists():
-        return run_cell(config, root), None
-    with tempfile.TemporaryDirectory(prefix="cell-") as scratch:
-        result = run_cell(config, scratch, resume=False)
-        files = {path.name: path.read_bytes() for path in sorted(result.folder.iterdir())}
-    return dataclasses.replace(result, folder=None), files
+def _share_provenance(configs: list[RunConfig]) -> None:
+    """Fills, once in this process, the caches of what every record says about the code
+    and this process (code hashes, package versions, git state): forked workers inherit
+    them instead of recomputing them for each cell. Reads files; runs no plugin code."""
+    provenance.package_versions()
+    provenance.git_state()
+    for config in {(c.defense, c.attack, c.task): c for c in configs}.values():
+        provenance.code_hashes(config)
 
 
-def _publish_files(root: Path | str, config: RunConfig, files: dict[str, bytes]) -> Path:
-    final = store.cell_dir(root, config)
-    temp = store.new_temp_dir(final)
-    for name, data in files.items():
-        (temp / Path(name).name).write_bytes(data)
-    store.publish(temp, final)
-    return final
+def run_guarded(config: RunConfig, root: Path | str, **cell_options) -> CellResult:
+    """run_cell(config, root, **cell_options) with the config's time budget, in a worker
+    process that is killed past the hard limit (the cell is then stored as failed): the
+    code path of `run_local`, with one worker. Raises the UsageError the cell raises."""
+    start_method = _guarded_start_method()
+    if start_method is None:
+        return run_cell(with_budget(config), root, **cell_options)
+    (result,) = run_local([config], root, 1, lambda result: None, start_method=start_method,
+                          cell_options=cell_options, usage_errors=True)
+    return result
 
 
-def start_local_cluster(workers: int):
-    """A Dask cluster on loopback: `workers` processes with one thread each."""
-    import dask
-    from distributed import LocalCluster
-
-    # One failure more than ATTEMPTS - 1: restarting the worker of a cell past its time limit
-    # can also take down a cell the scheduler had just handed to that worker.
-    with dask.config.set({"distributed.scheduler.allowed-failures": ATTEMPTS,
-                          "distributed.scheduler.worker-saturation": 1.0}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            host="127.0.0.1", dashboard_address=":0",
-                            env={variable: "1" for variable in THREAD_VARIABLES})
+def _guarded_start_method() -> str | None:
+    """How `run_guarded` starts its worker: forked on Linux, where it costs milliseconds
+    and inherits this process's imports, plugins, settings and compiled kernels (spawned
+    if this process has initialised CUDA, which a forked child cannot use); None (in this
+    process, with only the engine's budget check) elsewhere, where fork is unsafe and a
+    spawned worker would cost seconds per cell."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return "spawn" if torch.cuda.is_initialized() else "fork"
 
 
-def run_dask(configs: Iterable[RunConfig], root: Path | str, on_done: OnDone, *,
-             scheduler: str | None = None, workers: int | None = None,
-             deadline: float | None = None) -> list[CellResult]:
-    """Runs `configs` on the Dask cluster at `scheduler`, or on a local one of `workers`
-    processes. Complete cells are skipped here; the others go to the cluster."""
-    from distributed import Client
+def prepare_results(root: Path | str, configs: Iterable[RunConfig], option: str) -> None:
+    """Before any cell starts: raises UsageError naming `option` if a cell of `configs`
+    cannot be written under `root`; removes what killed runs left there (temporary
+    folders beside those cells and Dask marks whose process is gone)."""
+    from .dask_executor import remove_stale_marks
 
-    cluster = None if scheduler else start_local_cluster(workers or 1)
-    results: list[CellResult] = []
-    with Client(scheduler or cluster) as client:
-        try:
-            results = _run_on(client, configs, root, on_done, deadline)
-        finally:
-            if cluster is not None:
-                cluster.close()
-    return results
+    parents = sorted({store.cell_dir(root, config).parent for config in configs})
+    problem = store.write_problem([Path(root), *parents])
+    if problem:
+        raise UsageError(f"cannot write results under {root}: {problem}; give {option} a "
+                         "folder you can write to, or make it writable")
+    for folder in parents:
+        store.remove_stale_temp_dirs(folder)
+    remove_stale_marks(root)
 
 
-def _run_on(client, configs, root, on_done: OnDone, deadline: float | None
-            ) -> list[CellResult]:
-    from concurrent.futures import CancelledError
-
-    from distributed import wait as dask_wait
-
-    results, todo = [], []
-    for config in map(with_budget, configs):
-        folder = store.cell_dir(root, config)
-        if store.is_complete(folder, config):
-            record = store.read_run(folder)
-            result = CellResult(config, folder, "skipped", record["reason"], record["summary"])
-            results.append(result)
-            on_done(result)
-        else:
-            todo.append(config)
-    root = Path(root).resolve()
-    mark = root / f"{SHARED_MARK}{uuid.uuid4().hex}"
-    root.mkdir(parents=True, exist_ok=True)
-    mark.touch()
-    futures = {client.submit(_run_packed, config.to_dict(), str(root), mark.name, deadline,
-                             key=f"cell-{config.hash()}", pure=False): config
-               for config in todo}
-    clocks = _Clocks()
-    try:
-        while futures:
-            running = [future for future in futures if not future.done()]
-            if running:
-                try:
-                    dask_wait(running, timeout=POLL, return_when="FIRST_COMPLETED")
-                except (TimeoutError, CancelledError):  # a cell cancelled past its limit
-                    pass
-            for future in sorted((f for f in futures if f.done()), key=lambda f: f.key):
-                config = futures.pop(future)
-                results.append(_collect(future, config, root))
-                future.release()  # its files are published: free the worker's copy
-                on_done(results[-1])
-            clocks.cancel_overdue(client, futures)
-    except BaseException:
-        client.cancel(list(futures))
-        raise
-    finally:
-        mark.unlink(missing_ok=True)
-    return results
-
-
-def _collect(future, config: RunConfig, root) -> CellResult:
-    if future.status == "cancelled":
-        return _timed_out(config, root)
-    try:
-        result, files = future.result()
-    except Exception as error:  # KilledWorker: its worker died ATTEMPTS times
-        name = type(error).__name__
-        if name == "KilledWorker":
-            return _failed(config, f"its worker died {ATTEMPTS + 1} times (crash, out of "
-                                   "memory or lost node)")
-        return _failed(config, f"{name}: {error}")
-    if files is None:  # run under the shared root (already published), or postponed
-        return result
-    return dataclasses.replace(result, folder=_publish_files(root, config, files))
-
-
-class _Clocks:
-    """Cells announce their start with a `cell-start` event; a cell running past its hard
-    limit is cancelled and its worker restarted (the only way to stop a running task)."""
-
-    def __init__(self):
-        self.seen = 0
-        self.started: dict[str, tuple[float, str]] = {}  # config hash -> (start, worker)
-
-    def cancel_overdue(self, client, futures: dict) -> None:
-        events = client.get_events("cell-start")
-        now = time.monotonic()
-        for _, message in events[self.seen:]:  # a retry restarts its cell's clock
-            self.started[message["key"]] = (now, message["worker"])
-        self.seen = len(events)
-        for future, config in futures.items():
-            start = self.started.get(config.hash())
-            if start and not future.done() and now - start[0] > hard_limit(config):
-                future.cancel()
-                try:
-                    client.restart_workers([start[1]])
-                except Exception:  # a worker without a nanny cannot be restarted
-                    pass
+def __getattr__(name: str):
+    """The Dask executor's names, also reachable from here (benchmark.dask_executor)."""
+    if name in ("SHARED_MARK", "run_dask", "start_local_cluster", "write_mark",
+                "remove_stale_marks", "_run_packed"):
+        from . import dask_executor
+        return getattr(dask_executor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,10 @@
 outputs validated. The engine talks to defenses and attacks only through here."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
+import threading
 
 import torch
 
@@ -16,6 +19,55 @@ class PluginFailure(Exception):
 
 ATTACK_MODIFIED = "attack modified the honest vectors it was given"
 DEFENSE_MODIFIED = "defense modified its input gradients"
+
+# What code inside a cell may raise. Besides any Exception, a plugin that calls sys.exit()
+# (SystemExit), raises GeneratorExit or raises KeyboardInterrupt itself fails its own cell:
+# none of them may end the command with nothing stored, nor stop the matrix. The user's
+# Ctrl-C must still stop the command, and Python raises the same KeyboardInterrupt for
+# SIGINT (Ctrl-C) wherever the code happens to be, most often inside the defense. So while
+# a cell runs (`noting_ctrl_c`), SIGINT goes through a handler that notes its arrival before
+# raising KeyboardInterrupt, and a KeyboardInterrupt after a SIGINT always propagates. Where
+# that handler cannot be installed (not the main thread, e.g. a Dask worker's task, or the
+# program has its own SIGINT handler), every KeyboardInterrupt propagates: a Ctrl-C is
+# never swallowed. At the plugin boundary (the plugin's own code on the stack) anything
+# else a plugin raises is its failure; elsewhere in a cell, other BaseExceptions, which
+# Python never raises by itself, propagate (tests use one to stand for a killed process).
+_ctrl_c = {"noting": False, "seen": False}
+
+
+def _note_ctrl_c(signum, frame):
+    _ctrl_c["seen"] = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def noting_ctrl_c():
+    """While inside, a SIGINT is told apart from a KeyboardInterrupt that plugin code
+    raises itself (see `is_ctrl_c`); the previous handler is restored on exit."""
+    if (threading.current_thread() is not threading.main_thread() or _ctrl_c["noting"]
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, _note_ctrl_c)
+    _ctrl_c.update(noting=True, seen=False)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _ctrl_c["noting"] = False
+
+
+def is_ctrl_c(error: BaseException) -> bool:
+    """True for the user's Ctrl-C: a KeyboardInterrupt after a SIGINT, or any one raised
+    where SIGINT is not being noted."""
+    return isinstance(error, KeyboardInterrupt) and (not _ctrl_c["noting"] or _ctrl_c["seen"])
+
+
+def fails_the_cell(error: BaseException) -> bool:
+    """True for what the code inside a cell (harness, task) may raise that fails only that
+    cell: an Exception, SystemExit, GeneratorExit, a KeyboardInterrupt not from Ctrl-C."""
+    return isinstance(error, (Exception, SystemExit, GeneratorExit, KeyboardInterrupt)) \
+        and not is_ctrl_c(error)
 
 
 def _call_check(component: registry.Component, n: int, f: int) -> str | None:
@@ -83,7 +135,9 @@ class BoundDefense:
         """Aggregate; returns (vector, selected row indices or None). Validates the output."""
         try:
             result = self._apply(gradients, self.states, self.generator)
-        except Exception as error:
+        except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C
+            if is_ctrl_c(error):
+                raise
             raise PluginFailure(f"defense raised {type(error).__name__}: {error}") from error
         selected = None
         if isinstance(result, Aggregated):
@@ -138,7 +192,9 @@ class DefenseProbe:
         self.calls += 1
         try:
             return self.defense.probe(gradients)
-        except Exception as error:
+        except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C
+            if is_ctrl_c(error):
+                raise
             raise PluginFailure(f"defense raised {type(error).__name__} while the attack "
                                 f"probed it: {error}") from error
 
@@ -181,7 +237,9 @@ class BoundAttack:
                                       **self.component.options, **extra)
         except PluginFailure:
             raise
-        except Exception as error:
+        except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C
+            if is_ctrl_c(error):
+                raise
             raise PluginFailure(f"attack raised {type(error).__name__}: {error}") from error
         if honest._version != version:
             raise PluginFailure(ATTACK_MODIFIED)

@@ -22,8 +22,9 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import jsonschema
 import pandas as pd
@@ -86,15 +87,38 @@ def new_temp_dir(final: Path) -> Path:
     """This process's temporary folder for `final`, empty; the temporary folders of the
     same cell left by processes of this machine that no longer run are removed."""
     temp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}"
-    for stale in final.parent.glob(f"{TEMP_PREFIX}{final.name}-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if stale == temp or (pid.isdigit() and not _process_exists(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_temp_dirs(final.parent, final.name)
+    shutil.rmtree(temp, ignore_errors=True)  # this pid's, from a process long gone
     temp.mkdir(parents=True)
     return temp
 
 
-def _process_exists(pid: int) -> bool:
+def temp_dir_pid(path: Path) -> int | None:
+    """The process that owns a temporary folder (.tmp-<cell>-<pid> while a run writes its
+    cell, .tmp-old-<cell>-<pid> while `publish` replaces an older one); None otherwise."""
+    if not path.name.startswith(TEMP_PREFIX):
+        return None
+    pid = path.name.rsplit("-", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
+def remove_stale_temp_dirs(folder: Path, cell: str | None = None) -> None:
+    """Removes the temporary folders in `folder` (those of the cell folder named `cell`, or
+    all) whose process no longer runs on this machine: left by a run killed while writing
+    its cell, or between the two renames of `publish`."""
+    if not folder.is_dir():
+        return
+    patterns = [f"{TEMP_PREFIX}{cell}-*", f"{TEMP_PREFIX}old-{cell}-*"] if cell \
+        else [f"{TEMP_PREFIX}*"]
+    for pattern in patterns:
+        for stale in folder.glob(pattern):
+            pid = temp_dir_pid(stale)
+            if pid is not None and not process_exists(pid):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    """True if a process `pid` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -105,14 +129,40 @@ def _process_exists(pid: int) -> bool:
 
 
 def publish(temp: Path, final: Path) -> None:
-    """Atomically moves a finished cell folder into place, replacing an older one."""
+    """Atomically moves a finished cell folder into place, replacing an older one. Killed
+    between the two renames, it leaves `final` missing (the cell is run again) and the old
+    folder aside, which the next run of the cell removes (`remove_stale_temp_dirs`)."""
     old = None
     if final.exists():
         old = final.parent / f"{TEMP_PREFIX}old-{final.name}-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)  # this pid's, from a process long gone
         os.rename(final, old)
     os.rename(temp, final)
     if old is not None:
         shutil.rmtree(old)
+
+
+def write_problem(folders: Iterable[Path]) -> str | None:
+    """Why cells cannot be written into `folders` (None: they can): each folder, or the
+    nearest one above it that exists, must take a new file. Tried for real (a file made
+    and removed): permission bits say nothing of read-only file systems, ACLs or root."""
+    tried = set()
+    for folder in folders:
+        existing = Path(folder).absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing in tried:
+            continue
+        tried.add(existing)
+        if not existing.is_dir():
+            return f"{existing} is a file, not a folder"
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        except OSError as error:
+            return f"cannot create files in {existing} ({error.strerror or error})"
+        os.close(handle)
+        os.unlink(probe)
+    return None
 
 
 def write_trace(folder: Path) -> None:

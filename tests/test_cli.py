@@ -16,6 +16,9 @@ CASES = {
     "bad setting": (["cell", "--set", "colour=blue"], "KEY one of"),
     "unknown profile": (["run", "--defense", "median", "--profile", "nope"], "known profiles: "),
     "rule before plus": (["cell", "--defense", "median+krum"], "not a pre-aggregator"),
+    "float for an int setting": (["cell", "--set", "n=11.5"], "n must be a whole number"),
+    "no steps": (["cell", "--steps", "0"], "steps must be at least 1"),
+    "no processes": (["run", "--defense", "median", "--jobs", "0"], "--jobs 0: give at least 1"),
 }
 
 

@@ -130,3 +130,113 @@ def test_committed_results_without_metrics_csv_are_read_from_the_trace(results, 
     assert len(runs) == 4
     steps = study.step_curves(runs, ["honest_ratio", "bound_squared"])
     assert len(steps) == 4 * 6 and steps["honest_ratio"].gt(0).all()
+
+
+def _cell(root, **settings):
+    """The folder of one stored run of the fixture."""
+    runs = study.load(root)
+    for key, value in settings.items():
+        runs = runs[runs[key] == value]
+    return runs["path"].iloc[0]
+
+
+def test_one_cell_folder_prints_tables_and_draws_its_figures(results, tmp_path, capsys):
+    # issue 20: a group with one momentum placement crashed seaborn's pointplot (dodge / 0)
+    folder = _cell(results, defense="median", attack="little", momentum_at="worker", seed=1)
+    out = tmp_path / "one"
+    assert main(["study", folder, "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "1 runs" in text and "Runs grouped over seeds" in text and "Max test accuracy" in text
+    assert sorted(path.name for path in out.glob("*.png")) == [
+        "accuracy_digits_little_worker_f2.png", "momentum_digits_f2.png",
+        "ratio_digits_little_f2.png"]
+
+
+def test_a_filter_leaving_one_placement_works(results, tmp_path, capsys):
+    out = tmp_path / "worker"
+    assert main(["study", str(results), "--defense", "median", "--momentum", "worker",
+                 "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "4 runs" in text and "max acc % worker" in text
+    assert (out / "momentum_digits_f2.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_tables_are_printed_and_written_before_any_figure_is_drawn(results, tmp_path, capsys,
+                                                                   monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(study.plots, "render", broken)
+    out = tmp_path / "study"
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        main(["study", str(results), "--out", str(out), "--jobs", "1"])
+    text = capsys.readouterr().out
+    assert "Runs grouped over seeds" in text and "Max test accuracy" in text
+    assert text.index("Max test accuracy") < text.index(f"drawing {len(EXPECTED_FIGURES)} figures")
+    for name in ("summary", "condition", "momentum"):
+        assert (out / f"{name}.csv").exists()
+
+
+def test_figures_drawn_in_several_processes_are_the_same_files(results, tmp_path):
+    serial = study.run(results, tmp_path / "one", attack=["little"], jobs=1)
+    parallel = study.run(results, tmp_path / "two", attack=["little"], jobs=2)
+    assert [p.name for p in serial.figures] == [p.name for p in parallel.figures]
+    assert len(serial.figures) == 4
+    for a, b in zip(serial.figures, parallel.figures):
+        assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_mean_sd_lines_draw_what_seaborn_lineplot_draws(log, tmp_path):
+    """plots._mean_sd_lines aggregates in one groupby what sns.lineplot(errorbar="sd")
+    aggregates step by step: the figures must be the same pixels."""
+    import numpy as np
+    import seaborn as sns
+
+    from benchmark.study import plots
+
+    rng = np.random.default_rng(0)
+    rows = [{"hue": hue, "style": style, "step": step, "seed": seed,
+             "value": float(np.exp(rng.normal())) if log else float(rng.normal())}
+            for hue in ("update", "worker") for style in ("honest", "sampled")
+            for step in range(0, 40, 2) for seed in (1, 2, 3)
+            if not (hue == "worker" and step == 38 and seed > 1)]  # a single value: no band
+    data = pd.DataFrame(rows)
+    palette = dict(zip(["update", "worker"], sns.color_palette("colorblind", 2)))
+    paths = []
+    for how in ("seaborn", "ours"):
+        figure, (axis,) = plots._figure(1, 5.0, 4.0)
+        if log:
+            axis.set_yscale("log")
+        axis.set(xlabel="step", ylabel="value")
+        if how == "seaborn":
+            sns.lineplot(data=data, x="step", y="value", hue="hue", hue_order=list(palette),
+                         palette=palette, style="style", style_order=["honest", "sampled"],
+                         errorbar="sd", ax=axis)
+        else:
+            plots._mean_sd_lines(axis, data, "step", "value", "hue", list(palette), palette,
+                                 style="style", style_order=["honest", "sampled"], log=log)
+        paths.append(plots._save(figure, tmp_path, how))
+    seaborn_image, our_image = (matplotlib.image.imread(path) for path in paths)
+    assert seaborn_image.shape == our_image.shape
+    assert abs(seaborn_image - our_image).max() == 0
+
+
+def test_a_failed_run_without_metrics_is_studied(tmp_path):
+    # a failed cell leaves an empty metrics.csv (and no trace): `study` read it and crashed
+    root = tmp_path / "results"
+    for attack in ("none", "inf"):
+        config = make_config(defense="average", attack=attack, steps=6, eval_every=3,
+                             profile="test")
+        run_cell(config, root)
+    result = study.run(root, tmp_path / "study", jobs=1)
+    assert sorted(result.runs["status"]) == ["failed", "ok"]
+    summary = result.tables["summary"]
+    assert summary["failed"].sum() == 1 and summary["ok"].sum() == 1
+    assert any(path.name.startswith("ratio_") for path in result.figures)
+
+
+def test_runs_without_any_evaluation_never_reach_an_accuracy(results):
+    runs = study.load(results, defense=["median"], attack=["none"])
+    table = study.per_run(runs, pd.DataFrame(columns=["path", "seed"]))  # no eval.csv rows
+    assert table["steps_to_0.5"].isna().all() and len(table) == len(runs)

@@ -6,11 +6,13 @@ import re
 import json
 
 from ..api import UsageError
-from ..config import FIELDS, PLACEMENTS
+from ..config import FIELDS, PLACEMENTS, type_problem
 
 
 def parse_set(items: list[str] | None) -> dict:
-    """`--set key=value` items; values are JSON when they parse as JSON, else strings."""
+    """`--set key=value` items; values are JSON when they parse as JSON, else strings (a
+    text setting keeps the text: --set profile=2024). Each value must have its setting's
+    type (benchmark.config.type_problem): --set n=11.5 is refused here, not run."""
     settings = {}
     for item in items or []:
         key, sep, text = item.partition("=")
@@ -18,9 +20,16 @@ def parse_set(items: list[str] | None) -> dict:
             raise UsageError(f"--set {item!r}: write --set KEY=VALUE with KEY one of "
                              f"{', '.join(sorted(FIELDS))}")
         try:
-            settings[key] = json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            settings[key] = text
+            value = text
+        if type_problem(key, value) and not type_problem(key, text):
+            value = text
+        # lr_schedule: a JSON list of pairs, which make_config turns into a tuple and checks
+        problem = None if key == "lr_schedule" else type_problem(key, value)
+        if problem:
+            raise UsageError(f"--set {item!r}: {problem}")
+        settings[key] = value
     return settings
 
 
@@ -61,7 +70,9 @@ def add_run_settings(parser: argparse.ArgumentParser) -> None:
                        help="record only loss, distance and norm per step (faster)")
     group.add_argument("--device", help="cpu (default) or cuda[:i]")
     group.add_argument("--data-dir", help="folder holding the task's dataset files")
-    group.add_argument("--time-budget", type=float, help="seconds before a run is failed")
+    group.add_argument("--time-budget", type=float,
+                       help="seconds before a run is failed (default 3600); a step still "
+                            "running at budget + grace is killed and the cell stored failed")
     group.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any other run setting, e.g. --set 'lr_schedule=[[1500,0.001]]' "
                             "(repeatable)")
@@ -72,8 +83,8 @@ def run_settings(args: argparse.Namespace) -> dict:
                 ("n", "f_real", "steps", "batch_size", "lr", "dampening", "nesterov", "l2",
                  "eval_every", "metrics", "device", "data_dir", "time_budget")}
     settings["momentum"] = args.momentum_factor
-    if args.clip is not None:
-        settings["clip"] = args.clip if args.clip > 0 else None
+    if args.clip is not None:  # <= 0: no clip; nan stays, for validate to refuse
+        settings["clip"] = None if args.clip <= 0 else args.clip
     settings.update(parse_set(args.set))
     return {key: value for key, value in settings.items() if value is not None}
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .. import store
 from ..api import UsageError
-from ..cells import run_cell, single_thread
+from ..cells import single_thread
 from ..config import make_config
+from ..executors import prepare_results, run_guarded
 from ._common import add_cell_identity, add_run_settings, run_settings
 
 
@@ -13,7 +14,9 @@ def register(commands) -> None:
         "cell", help="run one configuration (one cell of the matrix)",
         description="Run one simulated Byzantine SGD training and store it under "
                     "OUT/<profile>/<task>/<defense>/<attack>/. Defaults come from the task. "
-                    "Options follow a colon (krum:m=5); pre-aggregators a plus (nnm+krum).")
+                    "Options follow a colon (krum:m=5); pre-aggregators a plus (nnm+krum). "
+                    "The run has a time budget (--time-budget, default 3600 s): it fails past "
+                    "it, and a step still running at the budget plus a grace is killed.")
     add_cell_identity(parser)
     parser.add_argument("--out", default="results", help="results root (default: results)")
     parser.add_argument("--profile", default="adhoc", help="label of the folder level "
@@ -48,9 +51,10 @@ def main(args) -> int:
     config = make_config(task=args.task, defense=args.defense, attack=args.attack,
                          momentum_at=args.momentum, f=args.f, seed=args.seed,
                          profile=args.profile, **settings)
+    prepare_results(args.out, [config], "--out")
     single_thread()
-    result = run_cell(config, args.out, resume=not args.force, require_checkpoint=args.resume,
-                      keep_checkpoint=args.keep_checkpoint)
+    result = run_guarded(config, args.out, resume=not args.force,
+                         require_checkpoint=args.resume, keep_checkpoint=args.keep_checkpoint)
     summary = result.summary or {}
     accuracy = summary.get("final_accuracy")
     print(f"{result.status}: {config.task} / {config.defense} / {config.attack} / "
@@ -60,12 +64,13 @@ def main(args) -> int:
     else:
         rate = config.steps / result.seconds if result.seconds else float("nan")
         print(f"  {result.seconds:.2f} s ({rate:.1f} steps/s including evaluation)")
-    record = store.read_run(result.folder) or {}
+    record = (store.read_run(result.folder) if result.folder else None) or {}
     if "resumed_from_step" in record and result.status != "skipped":
         print(f"  resumed from its checkpoint at step {record['resumed_from_step']}")
     if result.reason:
         print(f"  reason: {result.reason}")
     if accuracy is not None:
         print(f"  final test accuracy {accuracy:.4f}, best {summary['max_accuracy']:.4f}")
-    print(f"  stored in {result.folder}")
+    print(f"  stored in {result.folder}" if result.folder else
+          "  nothing stored: run the same command again to retry")
     return 0 if result.status in ("ok", "skipped", "diverged") else 1

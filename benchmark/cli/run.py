@@ -12,7 +12,8 @@ from tqdm import tqdm
 from .. import devices, matrix, store
 from ..cells import CellResult
 from ..api import UsageError
-from ..executors import DEFAULT_TIME_BUDGET, POSTPONED, run_dask, run_local, run_serial
+from ..executors import (DEFAULT_TIME_BUDGET, POSTPONED, prepare_results, run_dask, run_local,
+                         run_serial)
 from ._common import add_run_settings, duration, placement, run_settings
 
 
@@ -39,7 +40,8 @@ def register(commands) -> None:
         "where cells run (default: local processes; every cell has a time budget, "
         f"--time-budget, default {DEFAULT_TIME_BUDGET:g} s)")
     executor.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                          help="local parallel processes, one thread each (default: CPU count)")
+                          help="local parallel processes, one thread each (default and "
+                               "most: the CPU count); with 1, cells run one at a time")
     executor.add_argument("--runs-per-device", type=int, metavar="N",
                           help="with --device cuda: N concurrent cells on each visible GPU, "
                                "round-robin, instead of --jobs (CPU cells keep --jobs)")
@@ -69,6 +71,14 @@ def _row(result):
             (result.reason or "")[:60]]
 
 
+def _cap_jobs(args) -> None:
+    """More processes than CPUs only slow each other down (and each holds a dataset)."""
+    cpus = os.cpu_count() or 1
+    if args.jobs > cpus:
+        print(f"--jobs {args.jobs} capped at {cpus} (the CPU count)")
+        args.jobs = cpus
+
+
 def _where(args) -> str:
     if args.scheduler and args.dask_workers:
         raise UsageError("give either --scheduler (an existing Dask cluster) or --dask-workers "
@@ -78,12 +88,16 @@ def _where(args) -> str:
                          "each worker its own GPU instead")
     if args.dask_workers is not None and args.dask_workers < 1:
         raise UsageError("--dask-workers needs at least 1 worker")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1 (local processes, e.g. "
+                         f"--jobs {os.cpu_count() or 1}, the CPU count)")
     if args.scheduler:
         if not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
             raise UsageError(f"--scheduler {args.scheduler!r}: write it as tcp://HOST:PORT")
         return f"Dask cluster at {args.scheduler}"
     if args.dask_workers:
         return f"local Dask cluster of {args.dask_workers} worker(s)"
+    _cap_jobs(args)
     return f"{args.jobs} process(es)"
 
 
@@ -143,6 +157,7 @@ def main(args) -> int:
     done = [cell.config for cell in valid if store.is_complete(store.cell_dir(root, cell.config),
                                                                cell.config)]
     configs = [cell.config for cell in valid if cell.config not in done]
+    prepare_results(root, [cell.config for cell in valid], "--results")
     device = devices.common_device(configs) if args.runs_per_device is not None else "cpu"
     gpus = devices.worker_devices(device, args.runs_per_device, args.jobs,
                                   devices.visible_gpus())

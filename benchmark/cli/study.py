@@ -1,6 +1,9 @@
 """`study`: tables over seeds and plots from stored result folders."""
 from __future__ import annotations
 
+import os
+import time
+
 from ._common import placement
 
 TITLES = {
@@ -36,6 +39,9 @@ def register(commands) -> None:
                         help="print and write the tables only")
     parser.add_argument("--format", default="simple", help="tabulate table format, e.g. "
                         "github for Markdown (default: simple)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes drawing the figures (default: the CPU count); the "
+                             "files are the same whatever the count")
     parser.set_defaults(handler=main)
 
 
@@ -51,16 +57,27 @@ def main(args) -> int:
     targets = tuple(args.reach) if args.reach else ACCURACY_TARGETS
     if any(not 0 < target <= 1 for target in targets):
         raise UsageError("--reach takes accuracies as fractions in (0, 1], e.g. --reach 0.5 0.9")
-    result = study.run(args.roots, args.out, targets=targets, plot=args.plots,
-                       task=args.task, defense=args.defense, attack=args.attack,
-                       momentum_at=args.momentum, f=args.f, profile=args.profile)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1 (processes drawing figures)")
+    result = study.analyse(args.roots, targets=targets, task=args.task, defense=args.defense,
+                           attack=args.attack, momentum_at=args.momentum, f=args.f,
+                           profile=args.profile)
+    # the tables first: they are printed and written before any figure is drawn
     print(f"{len(result.runs)} runs from {', '.join(args.roots)}\n")
     for name, frame in result.tables.items():
         headers, rows = study.formatted(frame)
         print(f"{TITLES[name]}\n{tabulate(rows, headers=headers, tablefmt=args.format)}\n")
-    print(f"tables: {', '.join(f'{args.out}/{name}.csv' for name in result.tables)}")
-    if result.figures:
-        print(f"{len(result.figures)} figures:")
-        for path in result.figures:
-            print(f"  {path}")
+    written = study.write_tables(result, args.out)
+    print(f"tables: {', '.join(map(str, written))}", flush=True)
+    if not args.plots:
+        return 0
+    figures = study.drawings(result)
+    jobs = max(1, min(args.jobs, len(figures)))
+    print(f"drawing {len(figures)} figures into {args.out} "
+          f"({jobs} process{'es' if jobs > 1 else ''})...", flush=True)
+    start = time.monotonic()
+    study.draw(result, args.out, jobs, figures)
+    print(f"{len(result.figures)} figures ({time.monotonic() - start:.0f} s):")
+    for path in result.figures:
+        print(f"  {path}")
     return 0

@@ -1,10 +1,12 @@
 """`validate`: check the results a pull request adds before they reach the leaderboard."""
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+from .. import dask_executor, store
 from ..api import UsageError
 from ._common import add_results_location
 
@@ -51,22 +53,55 @@ def changed_folders(root: Path, base: str) -> list[Path]:
     return _candidates(root, base)[0]
 
 
-def _candidates(root: Path, base: str | None) -> tuple[list[Path], list[str]]:
-    """(cell folders to check, files that belong to no cell folder)."""
+def _candidates(root: Path, base: str | None) -> tuple[list[Path], list[str], set[Path]]:
+    """(cell folders to check, files that belong to no cell folder, what interrupted or
+    running runs leave: temporary folders and Dask mark files)."""
     files = _git_files(root, base)
     if files is None:
         files = sorted(path.relative_to(root).as_posix() for path in root.rglob("*")
                        if path.is_file())
-    folders, stray = set(), []
+    folders, stray, leftovers = set(), [], set()
     for name in files:
         path = root / name
         if path.parts[len(root.parts)] == "kernels" or path.name == ".gitignore":
             continue
-        if (path.parent / "run.json").exists():
+        temporary = next((parent for parent in path.relative_to(root).parents
+                          if parent.name.startswith(store.TEMP_PREFIX)), None)
+        if temporary is not None:
+            leftovers.add(root / temporary)
+        elif path.parent == root and path.name.startswith(dask_executor.SHARED_MARK):
+            leftovers.add(path)
+        elif (path.parent / "run.json").exists():
             folders.add(path.parent)
         else:
             stray.append(name)
-    return sorted(folders), stray
+    return sorted(folders), stray, leftovers
+
+
+def _leftover_problem(path: Path) -> tuple[str, str]:
+    """("error" or "warning", what `path` is and what to do), for a temporary folder or a
+    Dask mark file: neither is a result, and neither should be committed."""
+    if path.name.startswith(dask_executor.SHARED_MARK):
+        owner = dask_executor.mark_owner(path)
+        if owner is None:
+            return "error", ("the mark file of a Dask run (it does not say which process "
+                             "wrote it): delete it unless a `run` on this folder is going on")
+        host, pid = owner
+        if dask_executor.mark_is_stale(path):
+            return "error", (f"the mark file of a Dask run that is gone (process {pid} on "
+                             f"{host}): delete it (the next `run` here removes it too)")
+        if host != socket.gethostname():
+            return "error", (f"the mark file of a Dask run started on {host} (process "
+                             f"{pid}): delete it unless that run is still going")
+        return "warning", (f"the mark file of a Dask run in progress (process {pid}): "
+                           "validate again when it ends")
+    pid = store.temp_dir_pid(path)
+    if pid is not None and store.process_exists(pid):
+        return "warning", (f"the temporary folder of a run in progress (process {pid}): "
+                           "validate again when it ends")
+    gone = f" (process {pid} is gone)" if pid is not None else ""
+    return "error", (f"a temporary folder left by an interrupted run{gone}: delete it (the "
+                     "next `run` of its cell removes it too); it is not a result")
 
 
 def main(args) -> int:
@@ -77,9 +112,13 @@ def main(args) -> int:
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
     profile = matrix.load_profile(args.profile)
-    folders, stray = _candidates(root, args.base)
+    folders, stray, leftovers = _candidates(root, args.base)
     errors = [f"{name}: not inside a cell folder (a folder with a run.json)" for name in stray]
     warnings = []
+    for path in sorted(leftovers):
+        kind, problem = _leftover_problem(path)
+        (errors if kind == "error" else warnings).append(
+            f"{path.relative_to(root).as_posix()}: {problem}")
     whole = collect.collect(root, profile)
     usable = {result.folder: result for result in whole.results}
     submitted = set()

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from .. import store
@@ -43,6 +44,7 @@ def load(roots: Iterable[Path | str] | Path | str, **filters) -> pd.DataFrame:
         raise UsageError(f"no complete result folder under {', '.join(map(str, roots))}; "
                          "run `python -m benchmark run --defense NAME` first")
     runs = runs.drop_duplicates("path").sort_values(["path"], ignore_index=True)
+    loaded = runs
     for field, wanted in filters.items():
         if field not in FILTERS:
             raise UsageError(f"cannot filter on {field!r}; filters: {', '.join(FILTERS)}")
@@ -50,8 +52,43 @@ def load(roots: Iterable[Path | str] | Path | str, **filters) -> pd.DataFrame:
             wanted = {str(value) for value in wanted}
             runs = runs[runs[field].astype(str).isin(wanted)]
     if runs.empty:
-        raise UsageError(f"no run matches {filters}; loosen the filters")
+        raise UsageError(_no_match(loaded, filters, roots))
     return runs.reset_index(drop=True)
+
+
+FILTER_WORDS = {"momentum_at": "momentum"}
+
+
+def _values(values) -> str:
+    return " or ".join(sorted(map(str, values), key=_natural))
+
+
+def _natural(text: str):
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)
+
+
+def _no_match(runs: pd.DataFrame, filters: dict, roots) -> str:
+    """Why no loaded run passes the filters, in words: what was asked for and, for each
+    filter asking for something absent, what the loaded runs have."""
+    asked, absent = [], []
+    for field, wanted in filters.items():
+        if not wanted:
+            continue
+        word = FILTER_WORDS.get(field, field)
+        asked.append(f"{word} {_values(set(map(str, wanted)))}")
+        have = set(runs[field].astype(str)) if field in runs else set()
+        if not have & set(map(str, wanted)):
+            shown = sorted(have, key=_natural)
+            more = f" (and {len(shown) - 12} more)" if len(shown) > 12 else ""
+            absent.append(f"{word} {', '.join(shown[:12]) or 'none'}{more}")
+    text = (f"no run matches {' and '.join(asked)} among {len(runs)} "
+            f"run{'s' if len(runs) != 1 else ''} under "
+            f"{', '.join(map(str, roots))}")
+    if absent:
+        text += f"; they have {'; '.join(absent)}"
+    else:
+        text += " (each filter matches some runs, but not together)"
+    return text + "; loosen the filters"
 
 
 def varying_settings(runs: pd.DataFrame) -> list[str]:
@@ -71,24 +108,37 @@ def figure_keys(runs: pd.DataFrame, base: list[str] = FIGURE_KEYS) -> list[str]:
 
 
 def _per_run(runs: pd.DataFrame, reader, columns: list[str] | None = None) -> pd.DataFrame:
+    """The frames `reader` returns for each run's folder, stacked, with the run's group
+    keys, n, seed and path repeated on each of its rows."""
     keys = list(dict.fromkeys(group_keys(runs) + ["n", "seed", "path"]))
-    frames = []
-    for run in runs.itertuples(index=False):
-        table = reader(Path(run.path))
+    frames, positions = [], []
+    for position, path in enumerate(runs["path"]):
+        table = reader(Path(path))
         if table is None or table.empty:
             continue
         if columns is not None:
             table = table[[column for column in columns if column in table]]
-        for key in keys:
-            table[key] = getattr(run, key)
         frames.append(table)
+        positions.append(position)
     if not frames:
         return pd.DataFrame(columns=keys + (columns or []))
-    return pd.concat(frames, ignore_index=True)
+    values = pd.concat(frames, ignore_index=True)
+    values = values.drop(columns=[key for key in keys if key in values])  # the run's wins
+    rows = np.repeat(positions, [len(frame) for frame in frames])
+    repeated = runs[keys].iloc[rows].reset_index(drop=True)
+    return pd.concat([values, repeated], axis=1)
+
+
+def _present(path: Path) -> bool:
+    """The file exists and is not empty (a failed run may leave an empty metrics.csv)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _read_eval(folder: Path) -> pd.DataFrame | None:
-    return store.load_eval(folder) if (folder / "eval.csv").exists() else None
+    return store.load_eval(folder) if _present(folder / "eval.csv") else None
 
 
 def eval_curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -98,9 +148,9 @@ def eval_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _read_steps(folder: Path) -> pd.DataFrame | None:
     """The full metrics.csv when present, else the committed compact trace."""
-    if (folder / "metrics.csv").exists():
+    if _present(folder / "metrics.csv"):
         return store.load_metrics(folder)
-    if (folder / store.TRACE).exists():
+    if _present(folder / store.TRACE):
         return store.load_trace(folder)
     return None
 

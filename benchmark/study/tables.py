@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from ..summary import ACCURACY_TARGETS, steps_to_reach
+from ..summary import ACCURACY_TARGETS
 from .data import GROUP_KEYS, REFERENCE, group_keys, varying_settings
 
 PERCENT = ("accuracy", "condition_share")
@@ -31,11 +31,16 @@ def per_run(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
     for key in ("final_accuracy", "max_accuracy", "condition_share", "honest_ratio_median",
                 "bound_squared"):
         table[key] = _summary_column(runs, key)
+    ordered = None
+    if curves is not None:  # no evaluation at all: no step and accuracy columns
+        ordered = (curves.sort_values(["path", "step"]) if {"step", "accuracy"} <= set(curves)
+                   else pd.DataFrame({"path": [], "step": [], "accuracy": []}))
     for target in targets:
         name = f"steps_to_{target:g}"
-        if curves is not None:
-            reached = {path: steps_to_reach(group.to_dict("records"), target)
-                       for path, group in curves.sort_values("step").groupby("path")}
+        if ordered is not None:
+            # summary.steps_to_reach, for every run at once: the first evaluated step at
+            # or above the target
+            reached = ordered[ordered["accuracy"] >= target].groupby("path")["step"].first()
             table[name] = pd.to_numeric(table["path"].map(reached), errors="coerce")
         else:
             table[name] = _summary_column(runs, name)
