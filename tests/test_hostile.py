@@ -339,7 +339,7 @@ def test_validate_reports_leftovers_clearly(tmp_path, capsys):
 
 # --- 6. a results folder that cannot be written ------------------------------------------
 
-@pytest.mark.parametrize("command", [["cell", "--steps", "3", "--out"],
+@pytest.mark.parametrize("command", [["cell", "--steps", "3", "--results"],
                                      [*RUN_ONE, "--defense", "median", "--results"]],
                          ids=["cell", "run"])
 def test_a_results_folder_that_cannot_be_created_is_refused_before_any_cell(

@@ -1,6 +1,9 @@
 """`cell`: one run, stored as one result folder."""
 from __future__ import annotations
 
+import argparse
+import sys
+
 from .. import store
 from ..api import UsageError
 from ..cells import single_thread
@@ -13,14 +16,17 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "cell", help="run one configuration (one cell of the matrix)",
         description="Run one simulated Byzantine SGD training and store it under "
-                    "OUT/<profile>/<task>/<defense>/<attack>/. Defaults come from the task. "
+                    "RESULTS/<profile>/<task>/<defense>/<attack>/. Defaults come from the task. "
                     "Options follow a colon (krum:m=5); pre-aggregators a plus (nnm+krum). "
                     "The run has a time budget (--time-budget, default 3600 s): it fails past "
                     "it, and a step still running at the budget plus a grace is killed.")
     add_cell_identity(parser)
-    parser.add_argument("--out", default="results", help="results root (default: results)")
+    parser.add_argument("--results", metavar="RESULTS",
+                        help="results root (default: results)")
+    parser.add_argument("--out", dest="old_out", metavar="RESULTS",
+                        help=argparse.SUPPRESS)  # the name --results had before; deprecated
     parser.add_argument("--profile", default="adhoc", help="label of the folder level "
-                        "under --out (default: adhoc)")
+                        "under --results (default: adhoc)")
     parser.add_argument("--force", action="store_true",
                         help="run again (from step 0) even if an identical complete result "
                              "exists")
@@ -31,7 +37,7 @@ def register(commands) -> None:
                                 "checkpoint when started again (same files as in one go)")
     long_runs.add_argument("--resume", action="store_true",
                            help="continue the interrupted run of this configuration found in "
-                                "--out up to --steps; an error if it has no checkpoint")
+                                "--results up to --steps; an error if it has no checkpoint")
     long_runs.add_argument("--keep-checkpoint", action="store_true",
                            help="leave the final state in the result folder (checkpoint.pt)")
     long_runs.add_argument("--local-steps", type=int, metavar="K",
@@ -41,9 +47,20 @@ def register(commands) -> None:
     parser.set_defaults(handler=main)
 
 
+def _results_root(args) -> tuple[str, str]:
+    """The results root and the flag that named it (--out: deprecated name of --results)."""
+    if args.old_out is None:
+        return args.results or "results", "--results"
+    if args.results is not None and args.results != args.old_out:
+        raise UsageError("--out is the old name of --results: give --results only")
+    print("note: `cell --out` is deprecated, use --results (as `run` does)", file=sys.stderr)
+    return args.old_out, "--out"
+
+
 def main(args) -> int:
     if args.resume and args.force:
         raise UsageError("--resume continues a run and --force restarts it: give one of them")
+    root, flag = _results_root(args)
     settings = run_settings(args)
     for key in ("checkpoint_every", "local_steps"):
         if getattr(args, key) is not None:
@@ -51,9 +68,9 @@ def main(args) -> int:
     config = make_config(task=args.task, defense=args.defense, attack=args.attack,
                          momentum_at=args.momentum, f=args.f, seed=args.seed,
                          profile=args.profile, **settings)
-    prepare_results(args.out, [config], "--out")
+    prepare_results(root, [config], flag)
     single_thread()
-    result = run_guarded(config, args.out, resume=not args.force,
+    result = run_guarded(config, root, resume=not args.force,
                          require_checkpoint=args.resume, keep_checkpoint=args.keep_checkpoint)
     summary = result.summary or {}
     accuracy = summary.get("final_accuracy")
