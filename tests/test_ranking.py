@@ -3,7 +3,7 @@ correction, ranks that never invert the means, and the per-placement summaries."
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -106,7 +106,7 @@ def test_holm_steps_down_and_stops_at_the_first_acceptance():
 seed_values = st.lists(st.integers(0, 1000).map(lambda k: k / 1000), min_size=5, max_size=5)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(seed_values, min_size=2, max_size=6))
 def test_a_lower_mean_never_ranks_above_a_higher_one(columns):
     per_seed = {f"d{i}": dict(enumerate(values, 1)) for i, values in enumerate(columns)}
@@ -118,7 +118,7 @@ def test_a_lower_mean_never_ranks_above_a_higher_one(columns):
                 assert ranks[a] <= ranks[b]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(seed_values, seed_values)
 def test_two_defenses_tie_exactly_when_the_paired_test_does_not_reject(a, b):
     first, second = dict(enumerate(a, 1)), dict(enumerate(b, 1))
@@ -127,7 +127,9 @@ def test_two_defenses_tie_exactly_when_the_paired_test_does_not_reject(a, b):
     if len(set(differences)) == 1:
         rejects = differences[0] != 0
     else:
-        rejects = stats.ttest_rel(a, b).pvalue < statistics.ALPHA
+        p_value = stats.ttest_rel(a, b).pvalue
+        assume(abs(p_value - statistics.ALPHA) > 1e-9)  # two float paths may round apart
+        rejects = p_value < statistics.ALPHA
     assert (ranks["first"] != ranks["second"]) == rejects
 
 
