@@ -75,14 +75,14 @@ def holm_rejections(p_values: dict[str, float], alpha: float = ALPHA) -> set[str
     return rejected
 
 
-def significantly_better_than(name: str, per_seed: dict[str, dict]) -> set[str]:
-    """The defenses significantly better than `name` (per_seed: defense -> seed -> value)."""
+def significantly_better_than(name: str, per_seed: dict[str, dict],
+                              means: dict[str, float]) -> set[str]:
+    """The defenses significantly better than `name` (per_seed: defense -> seed -> value;
+    means: defense -> its mean over seeds)."""
     mine = per_seed[name]
     family = {other: paired_p_value(values, mine) for other, values in per_seed.items()
               if other != name}
-    mean = Stat.of(list(mine.values())).mean
-    return {other for other in holm_rejections(family)
-            if Stat.of(list(per_seed[other].values())).mean > mean}
+    return {other for other in holm_rejections(family) if means[other] > means[name]}
 
 
 def ranks(per_seed: dict[str, dict]) -> dict[str, int]:
@@ -90,7 +90,8 @@ def ranks(per_seed: dict[str, dict]) -> dict[str, int]:
     decreasing mean, no defense ranks better than one with a higher mean."""
     means = {name: Stat.of(list(values.values())).mean for name, values in per_seed.items()
              if values}
-    raw = {name: 1 + len(significantly_better_than(name, per_seed)) for name in means}
+    per_seed = {name: per_seed[name] for name in means}
+    raw = {name: 1 + len(significantly_better_than(name, per_seed, means)) for name in means}
     result, floor = {}, 1
     for name in sorted(means, key=lambda n: (-means[n], n)):
         floor = max(floor, raw[name])
