@@ -10,6 +10,9 @@ Several subsets often share the smallest diameter (all those holding its farthes
 pair and no farther one): like an enumeration in itertools order, MDA returns the
 first in lexicographic order of row indices, found row by row with the same search.
 Non-finite rows are infinitely far from every row, so they are removed first.
+Version 2: the distance matrix is made exactly symmetric first (a float Gram matrix may
+differ by an ulp between D_ij and D_ji, which made the conflict graph directed; the search
+then found no cover, fell back to keeping every row, inf rows included).
 """
 import math
 
@@ -128,9 +131,13 @@ def min_diameter_subset(distances, f):
     squared distances, inf allowed."""
     n = len(distances)
     everyone = (1 << n) - 1
+    distances = np.nan_to_num(np.maximum(distances, distances.T), nan=np.inf)
     upper = distances[np.triu_indices(n, 1)]
     candidates = np.unique(upper[np.isfinite(upper)])
-    best, best_graph = _cover([0] * n, everyone, f), [0] * n  # t = inf: no conflict
+    best_graph = _conflicts(np.isinf(distances))  # t = inf: only non-finite pairs conflict
+    best = _cover(best_graph, everyone, f)
+    if best is None:
+        raise ValueError(f"more than f = {f} rows are non-finite: no subset is finite")
     low, high = 0, len(candidates) - 1
     while low <= high:  # smallest candidate t with a cover of size <= f
         middle = (low + high) // 2
@@ -168,4 +175,5 @@ defense = Defense(
                 "smallest; exact (branch and bound), non-finite rows are removed first",
     reference="El Mhamdi et al., Genuinely distributed Byzantine machine learning "
               "(ByzSGD), PODC 2020",
+    version=2,
 )
