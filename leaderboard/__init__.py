@@ -15,6 +15,7 @@ the machine or the order files are listed in).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,7 +25,24 @@ from benchmark import matrix
 
 from . import collect, grids, kernels, metadata, pages, render, scores
 
-PROFILE = "standard"
+# The board's profiles, in order: each task is shown from the first profile that lists it,
+# so the real tasks come from `board` (sized for one machine) and the rest, digits (the
+# laptop board) last, from `standard` (the complete matrix).
+BOARDS = ("board", "standard")
+
+
+def board_profiles(names=BOARDS) -> list[matrix.Profile]:
+    """The profiles of the board, each narrowed to the tasks no earlier profile lists."""
+    if isinstance(names, (str, matrix.Profile)):
+        names = [names]
+    profiles, claimed = [], set()
+    for name in names:
+        profile = matrix.load_profile(name) if isinstance(name, str) else name
+        tasks = [task for task in profile.tasks if task not in claimed]
+        claimed.update(tasks)
+        if tasks:
+            profiles.append(dataclasses.replace(profile, tasks=tasks))
+    return profiles
 
 
 @dataclass
@@ -69,14 +87,14 @@ def _repository_from(site: Path) -> str:
     return "" if way == "." else way + "/"
 
 
-def build(results: Path | str, profile: matrix.Profile | str = PROFILE,
+def build(results: Path | str, profile=BOARDS,
           site: Path | str | None = None, draw: bool = True) -> Built:
-    """Scores the results under `results`/<profile>/; with `site`, also writes the site
-    there (index.html, defenses/<name>.html, and plots/ when `draw`). Returns the Markdown
-    and what it shows."""
-    if isinstance(profile, str):
-        profile = matrix.load_profile(profile)
-    collection = collect.collect(results, profile)
+    """Scores the results under `results`/<profile>/ for each of the board's profiles
+    (`profile`: one profile, its name, or several: see `board_profiles`); with `site`,
+    also writes the site there (index.html, defenses/<name>.html, and plots/ when `draw`).
+    Returns the Markdown and what it shows."""
+    profiles = board_profiles(profile)
+    collection = collect.merged([collect.collect(results, p) for p in profiles])
     board = scores.build(collection.results)
     measurements, kernel_problems = kernels.load(results)
     drawn = None
@@ -87,7 +105,8 @@ def build(results: Path | str, profile: matrix.Profile | str = PROFILE,
         site.mkdir(parents=True, exist_ok=True)
         if draw:
             drawn = _plots(board, collection.results, site)
-    page = render.page(profile.name, board, collection, measurements, kernel_problems, drawn)
+    page = render.page([(p.name, p.tasks) for p in profiles], board, collection,
+                       measurements, kernel_problems, drawn)
     defense_pages = pages.build(board, page, measurements)
     if site is not None:
         repository = _repository_from(site)

@@ -158,6 +158,9 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
     stale = behaviour.stale_reason(record, versions)
     if stale:
         return None, stale
+    if config.task not in profile.tasks:
+        return None, (f"task {config.task}: the board shows it from another profile's "
+                      "results (see BOARDS in leaderboard/__init__.py)")
     try:
         expected = cells.expected(config.defense, config.task)
     except UsageError as error:
@@ -270,3 +273,20 @@ def collect(root: Path | str, profile: matrix.Profile,
     reasons = {path: reason for (_, reason), paths in excluded.items() for path in paths}
     return Collection(usable, exclusions, dict(sorted(reasons.items())), sound,
                       dict(sorted(coverage.items(), key=lambda item: repr(item[0]))))
+
+
+def merged(collections: list[Collection]) -> Collection:
+    """Several profiles' collections as one (their tasks do not overlap)."""
+    if len(collections) == 1:
+        return collections[0]
+    whole = Collection()
+    for part in collections:
+        whole.results += part.results
+        whole.exclusions += part.exclusions
+        whole.reasons.update(part.reasons)
+        whole.sound += part.sound
+        whole.coverage.update(part.coverage)
+    whole.results.sort(key=lambda r: r.folder.as_posix())
+    whole.exclusions.sort(key=lambda e: (e.where, e.reason))
+    whole.reasons = dict(sorted(whole.reasons.items()))
+    return whole

@@ -166,30 +166,37 @@ def _value_cell(value) -> Cell:
     return Cell(str(value), value if isinstance(value, (int, float)) else str(value))
 
 
-def coverage_grid(collection: Collection) -> Grid:
-    """Cells present / expected per task and setting (`collect.Collection.coverage`)."""
-    items = sorted(collection.coverage.items(), key=lambda item: setting_order(item[0][1]))
+def coverage_grid(collection: Collection, task_order: list[str] = ()) -> Grid:
+    """Cells present / expected per task and setting (`collect.Collection.coverage`), tasks
+    in `task_order` (others after them, by name); a task not started is one line."""
+    def task_rank(task):
+        return (list(task_order).index(task), "") if task in task_order else (len(task_order), task)
+
+    items = sorted(collection.coverage.items(),
+                   key=lambda item: (task_rank(item[0][0]), setting_order(item[0][1])))
     extras = list(dict.fromkeys(key for (_, setting), _ in items for key, _ in setting
                                 if key not in SETTING_KEYS))
     started = {task for (task, _), (present, _) in items if present}
     rows = []
-    for task in sorted({task for (task, _), _ in items} - started):  # one line: not started
-        expected = sum(counts[1] for (name, _), counts in items if name == task)
-        rows.append([Cell(task, task), Cell("all", None), Cell("all", None),
-                     *(Cell(DASH) for _ in extras), Cell(f"0 / {expected}", 0),
-                     number_cell(0.0, ".0%")])
-    for (task, setting), (present, expected) in items:
+    for task in sorted({task for (task, _), _ in items}, key=task_rank):
         if task not in started:
+            expected = sum(counts[1] for (name, _), counts in items if name == task)
+            rows.append([Cell(task, task), Cell("all", None), Cell("all", None),
+                         *(Cell(DASH) for _ in extras), Cell(f"0 / {expected}", 0),
+                         number_cell(0.0, ".0%")])
             continue
-        values = dict(setting)
-        share = present / expected if expected else None
-        rows.append([Cell(task, task),
-                     *(_value_cell(values.get(key)) for key in ("momentum_at", "f", *extras)),
-                     Cell(f"{present} / {expected}", present), number_cell(share, ".0%")])
+        for (name, setting), (present, expected) in items:
+            if name != task:
+                continue
+            values = dict(setting)
+            share = present / expected if expected else None
+            rows.append([Cell(task, task),
+                         *(_value_cell(values.get(key)) for key in ("momentum_at", "f", *extras)),
+                         Cell(f"{present} / {expected}", present), number_cell(share, ".0%")])
     return Grid(["task", "placement", "f", *extras, "cells present / expected", "complete"],
                 rows, "Coverage", "coverage",
-                ["Cells of the profile stored and usable per task and setting, over every "
-                 "defense the profile lists or that has results (a defense enters a setting "
+                ["Cells stored and usable per task and setting, over every defense the "
+                 "task's profile lists or that has results (a defense enters a setting "
                  "only with all of its cells there)."])
 
 

@@ -27,11 +27,11 @@ SITE_TO_REPOSITORY = "../../"  # from leaderboard/site/ (the default --site) to 
 
 @dataclass
 class Page:
-    profile: str
+    profiles: list[tuple[str, list[str]]]  # (profile, the tasks the board shows from it)
     counts: dict[str, int]
     provenance: Provenance
     coverage: Grid
-    cells: tuple[int, int]  # cells present, cells expected over the whole profile
+    cells: dict[str, tuple[int, int]]  # task -> (cells present, cells expected)
     summaries: list[Grid]
     settings: list[Grid]
     defenses: Grid
@@ -55,10 +55,30 @@ class Page:
         return self._values("f")
 
     @property
-    def coverage_total(self) -> str:
-        present, expected = self.cells
+    def profile(self) -> str:
+        """The profiles and their tasks, as a title says it: `board: mnist, ...; standard: ...`."""
+        return "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in self.profiles)
+
+    @property
+    def task_order(self) -> list[str]:
+        """Tasks in the board's order: profile by profile, as each profile lists them."""
+        return [task for _, tasks in self.profiles for task in tasks]
+
+    def profile_of(self, task: str) -> str:
+        return next(name for name, tasks in self.profiles if task in tasks)
+
+    def task_coverage(self, task: str) -> str:
+        present, expected = self.cells.get(task, (0, 0))
         share = f" ({present / expected:.0%})" if expected else ""
-        return f"{present} of the profile's {expected} cells present{share}"
+        return (f"{present} of the {self.profile_of(task)} profile's {expected} {task} cells "
+                f"present{share}")
+
+    @property
+    def coverage_total(self) -> str:
+        present = sum(count for count, _ in self.cells.values())
+        expected = sum(count for _, count in self.cells.values())
+        share = f" ({present / expected:.0%})" if expected else ""
+        return f"{present} of the board's {expected} cells present{share}"
 
     @property
     def ranked_defenses(self) -> list[str]:
@@ -66,7 +86,7 @@ class Page:
         return sorted({Grid.row_defense(row) for grid in self.settings for row in grid.rows})
 
 
-def page(profile: str, board: Board, collection: Collection, measurements, kernel_problems,
+def page(profiles: list[tuple[str, list[str]]], board: Board, collection: Collection, measurements, kernel_problems,
          plots: dict[str, list[tuple[str, str]]] | None = None) -> Page:
     settings = [setting_grid(table) for table in board.tables]
     for grid in settings:
@@ -75,10 +95,14 @@ def page(profile: str, board: Board, collection: Collection, measurements, kerne
     counts = {"results": len(collection.results),
               "excluded": sum(e.count for e in collection.exclusions),
               "settings": board.settings, "defenses": len(defenses)}
-    return Page(profile, counts, from_results(profile, collection.results),
-                coverage_grid(collection),
-                (sum(present for present, _ in collection.coverage.values()),
-                 sum(expected for _, expected in collection.coverage.values())),
+    cells: dict[str, tuple[int, int]] = {}
+    for (task, _), (present, expected) in collection.coverage.items():
+        before = cells.get(task, (0, 0))
+        cells[task] = (before[0] + present, before[1] + expected)
+    names = ", ".join(name for name, _ in profiles)
+    return Page(profiles, counts, from_results(names, collection.results),
+                coverage_grid(collection, [task for _, tasks in profiles for task in tasks]),
+                cells,
                 [summary_grid(s) for s in board.summaries],
                 settings, defenses_grid(defenses),
                 speed_grid(measurements) if measurements else None,
@@ -87,7 +111,8 @@ def page(profile: str, board: Board, collection: Collection, measurements, kerne
 
 def _summary(page: Page) -> str:
     c = page.counts
-    return (f"Profile `{page.profile}`: {c['results']} results, {c['defenses']} defenses, "
+    shown = "; ".join(f"`{name}` for {', '.join(tasks)}" for name, tasks in page.profiles)
+    return (f"Profiles: {shown}. {c['results']} results, {c['defenses']} defenses, "
             f"{c['settings']} settings; {c['excluded']} results excluded (listed at the end).")
 
 
@@ -125,16 +150,19 @@ def markdown(page: Page) -> str:
     parts = ["# Leaderboard", "", f"<!-- {GENERATED} -->", "", _summary(page), "",
              f"Runs: {origin}.", "", *(f"- {line}" for line in DEFINITIONS), "",
              "## Coverage", "", *page.coverage.notes, "", f"{page.coverage_total}.", "",
-             table(page.coverage), "",
-             "## Summary", ""]
-    for grid in page.summaries:
-        parts += [f"### {grid.title}", "", table(grid), ""]
-    parts += ["## Per setting", ""]
-    for grid in page.settings:
-        parts += [f"### {grid.title}", "", *(f"{note}\n" for note in grid.notes),
-                  table(grid), ""]
-    if not page.settings:
-        parts += ["_No complete setting yet._", ""]
+             table(page.coverage), ""]
+    for task in page.task_order:
+        parts += [f"## {task}", "", f"Profile `{page.profile_of(task)}`: "
+                  f"{page.task_coverage(task)}.", ""]
+        summaries = [grid for grid in page.summaries if grid.attributes["task"] == task]
+        settings = [grid for grid in page.settings if grid.attributes["task"] == task]
+        for grid in summaries:
+            parts += [f"### Summary: {grid.title}", "", table(grid), ""]
+        for grid in settings:
+            parts += [f"### {grid.title}", "", *(f"{note}\n" for note in grid.notes),
+                      table(grid), ""]
+        if not settings:
+            parts += ["_No complete setting yet._", ""]
     parts += ["## Defenses", "", *page.defenses.notes, "", table(page.defenses), ""]
     if page.speed is not None:
         parts += ["## Kernel speed", "", *page.speed.notes, "", table(page.speed), ""]

@@ -72,7 +72,7 @@ def test_the_site_renders_sorts_filters_searches_and_shows_its_plots(results, ti
         assert not page.locator("#table-coverage").is_visible()  # folded until asked
         page.locator("#coverage summary").click()
         assert page.locator("#table-coverage tbody tr").count() == 2
-        assert "18 of the profile's 18 cells present" in page.locator("#coverage").inner_text()
+        assert "18 of the board's 18 cells present" in page.locator("#coverage").inner_text()
         assert page.locator("#table-coverage").is_visible()
         assert page.locator(f"#table-{setting} thead th").nth(2).inner_text() == "worst case"
         assert "tiny" in page.locator("#provenance").inner_text()

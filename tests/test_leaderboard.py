@@ -231,7 +231,8 @@ def test_markdown_shows_coverage_near_the_top_and_provenance(results, tiny):
     assert markdown.index("## Coverage") < markdown.index("## Summary")
     assert coverage_rows(markdown) == [["digits", "update", "2", "9 / 10", "90%"],
                                        ["digits", "worker", "2", "8 / 8", "100%"]]
-    assert "17 of the profile's 18 cells present (94%)." in markdown
+    assert "17 of the board's 18 cells present (94%)." in markdown
+    assert "Profile `tiny`: 17 of the tiny profile's 18 digits cells present (94%)." in markdown
     records = [result.record for result in built.collection.results]
     newest = max(record["finished"] for record in records)
     commits = {record["git"]["commit"][:12] for record in records}
@@ -272,3 +273,22 @@ def test_site_has_a_page_per_defense_linked_from_the_board(results, tiny, tmp_pa
     (site / "defenses" / "stale.html").write_text("from an older board")
     leaderboard.build(results, tiny, site=site, draw=False)
     assert not (site / "defenses" / "stale.html").exists()
+
+
+def test_each_task_comes_from_the_first_profile_that_lists_it(results, tiny):
+    """The board's profiles (`board` then `standard`): a task listed by an earlier profile is
+    shown from that profile's results only, in the earlier profile's section; a later
+    profile's results for it are excluded with the reason, never mixed into its tables."""
+    import dataclasses
+
+    early = dataclasses.replace(tiny, name="early", tasks=["digits"])
+    later = dataclasses.replace(tiny, tasks=["mnist", "digits"])
+    built = leaderboard.build(results, [early, later])
+    assert built.collection.results == []
+    assert set(built.collection.reasons.values()) == {
+        "task digits: the board shows it from another profile's results (see BOARDS in "
+        "leaderboard/__init__.py)"}
+    markdown = built.markdown
+    assert markdown.index("## digits\n\nProfile `early`: 0 of the early profile's 18 digits") \
+        < markdown.index("## mnist\n\nProfile `tiny`: 0 of the tiny profile's")
+    assert [name for name, _ in built.page.profiles] == ["early", "tiny"]

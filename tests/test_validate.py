@@ -54,7 +54,7 @@ def test_validate_rejects_quick_results_missing_cells_and_unknown_defenses(resul
     (results / "tiny" / "stray.txt").write_text("?")
     assert validate(results) == 1
     out = capsys.readouterr().out
-    assert "quick/digits/median/none/" in out and "not a tiny result" in out
+    assert "quick/digits/median/none/" in out and "not a result of the board's profiles; only results/tiny/ is committed" in out
     assert "average on digits: 1 of 10 cells of the tiny matrix missing" in out
     assert "not registered in this tree: unknown defense 'nosuchrule'" in out
     assert "stray.txt: not inside a cell folder" in out

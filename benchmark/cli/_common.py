@@ -36,8 +36,9 @@ def parse_set(items: list[str] | None) -> dict:
 def add_results_location(parser: argparse.ArgumentParser) -> None:
     """--results and --profile: which stored results (leaderboard, validate, verify)."""
     parser.add_argument("--results", default="results", help="results root (default: results)")
-    parser.add_argument("--profile", default="standard",
-                        help="the leaderboard's profile (default: standard)")
+    parser.add_argument("--profile", default=None,
+                        help="one profile's results (default: the board's profiles: board for "
+                             "the real tasks, then standard for the others, digits among them)")
 
 
 def add_cell_identity(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,8 @@ def main(args) -> int:
                          "or give --results DIR")
     started = time.monotonic()
     site = None if args.no_site or args.check else Path(args.site)
-    built = leaderboard.build(results, args.profile, site=site, draw=not args.no_plots)
+    built = leaderboard.build(results, args.profile or leaderboard.BOARDS, site=site,
+                              draw=not args.no_plots)
     out = Path(args.out)
     if args.check:
         current = out.read_text() if out.exists() else None

@@ -105,13 +105,12 @@ def _leftover_problem(path: Path) -> tuple[str, str]:
 
 
 def main(args) -> int:
-    from leaderboard import collect, kernels
-    from benchmark import matrix
+    from leaderboard import BOARDS, board_profiles, collect, kernels
 
     root = Path(args.results)
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
-    profile = matrix.load_profile(args.profile)
+    profiles = {p.name: p for p in board_profiles(args.profile or BOARDS)}
     folders, stray, leftovers = _candidates(root, args.base)
     errors = [f"{name}: not inside a cell folder (a folder with a run.json)" for name in stray]
     warnings = []
@@ -119,42 +118,43 @@ def main(args) -> int:
         kind, problem = _leftover_problem(path)
         (errors if kind == "error" else warnings).append(
             f"{path.relative_to(root).as_posix()}: {problem}")
-    whole = collect.collect(root, profile)
+    collections = {name: collect.collect(root, profile) for name, profile in profiles.items()}
+    whole = collect.merged(list(collections.values()))
     usable = {result.folder: result for result in whole.results}
     submitted = set()
     for folder in folders:
         relative = folder.relative_to(root).as_posix()
-        if folder.relative_to(root).parts[0] != profile.name:
-            errors.append(f"{relative}: not a {profile.name} result; only results/"
-                          f"{profile.name}/ is committed (quick and adhoc results stay local)")
+        if folder.relative_to(root).parts[0] not in profiles:
+            kept = ", ".join(f"results/{name}/" for name in profiles)
+            errors.append(f"{relative}: not a result of the board's profiles; only {kept} "
+                          "is committed (quick and adhoc results stay local)")
             continue
         if relative in whole.reasons:
             errors.append(f"{relative}: {whole.reasons[relative]}")
             continue
         result = usable[folder]
         config = result.record["config"]
-        submitted.add((config["defense"], config["task"]))
+        submitted.add((config["profile"], config["defense"], config["task"]))
         if result.record["status"] != "ok":
             warnings.append(f"{relative}: {result.record['status']} ({result.record['reason']}); "
                             "it scores 0")
-    cells = collect.ProfileCells(profile)
     present = defaultdict(set)
     for result in whole.sound:
         config = result.record["config"]
-        present[config["defense"], config["task"]].add(result.record["config_hash"])
-    for defense, task in sorted(submitted):
-        expected = cells.expected(defense, task)
-        missing = sorted(set(expected) - present[defense, task])
+        present[config["profile"], config["defense"], config["task"]].add(
+            result.record["config_hash"])
+    for name, defense, task in sorted(submitted):
+        profile = profiles[name]
+        if task not in profile.tasks:
+            continue  # the board shows this task from an earlier profile
+        expected = collect.ProfileCells(profile).expected(defense, task)
+        missing = sorted(set(expected) - present[name, defense, task])
         if missing:
             example = expected[missing[0]].label
             errors.append(f"{defense} on {task}: {len(missing)} of {len(expected)} cells of the "
-                          f"{profile.name} matrix missing (e.g. {example}); run `python -m "
-                          f"benchmark run --defense {defense} --profile {profile.name} --task "
+                          f"{name} matrix missing (e.g. {example}); run `python -m "
+                          f"benchmark run --defense {defense} --profile {name} --task "
                           f"{task}` to complete it")
-        others = sorted(t for t in profile.tasks if not present[defense, t])
-        if others:
-            warnings.append(f"{defense}: no results for {', '.join(others)}: it is ranked per "
-                            "setting but not overall until it covers every task")
     _, kernel_problems = kernels.load(root)
     errors += [f"{name}: {reason}" for name, reason in kernel_problems]
     for line in warnings:

@@ -88,9 +88,15 @@ def main(args) -> int:
         raise UsageError("--sample needs K >= 1 cells to re-run")
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
-    candidates, stale = _candidates(root, args.profile, args.base)
+    from leaderboard import BOARDS
+
+    candidates, stale = [], 0
+    for profile in [args.profile] if args.profile else BOARDS:
+        found, outdated = _candidates(root, profile, args.base)
+        candidates, stale = candidates + found, stale + outdated
     if not candidates:
-        raise UsageError(f"no current {args.profile} results under {root} to verify"
+        raise UsageError(f"no current {args.profile or ' or '.join(BOARDS)} results under "
+                         f"{root} to verify"
                          + (f" ({stale} are stale: their behaviour versions changed)" if stale else ""))
     chosen = random.Random(args.seed).sample(candidates, min(args.sample, len(candidates)))
     single_thread()
