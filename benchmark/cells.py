@@ -92,7 +92,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     checkpoints = checkpoint.folder_for(final)
     saved = _saved_state(config, record["versions"], checkpoints, require_checkpoint) \
         if resume else None
-    started, clock = store.now(), time.monotonic()
+    started, clock, cpu_clock = store.now(), time.monotonic(), time.process_time()
     previous_seconds = saved["seconds"] if saved else 0.0
     metric_rows, eval_rows = [], []
     with plugins.noting_ctrl_c():
@@ -152,7 +152,9 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     summary = summarize(metric_rows, eval_rows, outcome.status, outcome.steps_done)
     record.update(status=outcome.status, reason=outcome.reason, started=started,
                   finished=store.now(), steps_done=outcome.steps_done,
-                  timings={"seconds": round(previous_seconds + time.monotonic() - clock, 3)},
+                  timings={"seconds": round(previous_seconds + time.monotonic() - clock, 3),
+                           # this process's CPU time (a resumed run: since it resumed)
+                           "cpu_seconds": round(time.process_time() - cpu_clock, 3)},
                   summary=summary)
     if saved:
         record["resumed_from_step"] = saved["step"]
