@@ -25,9 +25,10 @@ def median(values):
 
 
 def cosine_distances(gram):
-    norms = gram.diagonal().clamp_min(0).sqrt()
-    outer = norms[:, None] * norms[None, :]
-    return 1 - torch.where(outer > 0, gram / outer, 0.0).clamp(-1, 1)
+    squares = gram.diagonal().clamp_min(0)
+    outer = squares[:, None] * squares[None, :]
+    # sqrt(a² · a²) is a exactly: identical rows are at distance exactly 0
+    return 1 - torch.where(outer > 0, gram / outer.sqrt(), 0.0).clamp(-1, 1)
 
 
 def two_clusters(distances):

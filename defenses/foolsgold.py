@@ -26,9 +26,10 @@ from benchmark.api import Defense, finite_rows, gram_matrix, weighted_sum
 def weights(gram, finite, kappa):
     """The FoolsGold weights α (float64) from the Gram matrix of the rows."""
     n = gram.shape[0]
-    norms = gram.diagonal().clamp_min(0).sqrt()
-    cosine = torch.where(norms[:, None] * norms[None, :] > 0,
-                         gram / (norms[:, None] * norms[None, :]), 0.0)
+    squares = gram.diagonal().clamp_min(0)
+    outer = squares[:, None] * squares[None, :]
+    # sqrt(a² · a²) is a exactly: identical rows have a cosine of exactly 1
+    cosine = torch.where(outer > 0, gram / outer.sqrt(), 0.0).clamp(-1, 1)
     cosine = cosine.masked_fill(~(finite[:, None] & finite[None, :]), 0.0)
     others = finite[None, :] & ~torch.eye(n, dtype=torch.bool, device=gram.device)
     cosine = cosine.masked_fill(~others, -math.inf)
