@@ -39,7 +39,7 @@ def aggregate(gradients, f, c=1.0, niters=5, b=10000, *, generator):
     for _ in range(niters):
         if b < d:
             columns = torch.randperm(d, generator=generator, device=generator.device)[:b]
-            block = gradients[:, columns.sort().values.to(gradients.device)]
+            block = gradients.index_select(1, columns.sort().values.to(gradients.device))
         else:
             block = gradients
         order = torch.argsort(scores(block, finite), stable=True)  # ties: lower index first

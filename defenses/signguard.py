@@ -98,14 +98,14 @@ def sign_statistics(block):
 def aggregate(gradients, f, L=0.1, R=3.0, fraction=0.1, quantile=0.3, *, generator):
     n, d = gradients.shape
     finite = finite_rows(gradients)
-    norms = torch.linalg.vector_norm(gradients.to(torch.float64), dim=1)
+    norms = torch.linalg.vector_norm(gradients, dim=1, dtype=torch.float64)
     norms = norms.masked_fill(~finite, math.inf)
     M = median(norms)
     by_norm = finite & (norms >= L * M) & (norms <= R * M)
     if fraction < 1:
         count = max(1, math.ceil(fraction * d))
         columns = torch.randperm(d, generator=generator, device=generator.device)[:count]
-        block = gradients[:, columns.sort().values.to(gradients.device)]
+        block = gradients.index_select(1, columns.sort().values.to(gradients.device))
     else:
         block = gradients
     rows = finite.nonzero().flatten()
