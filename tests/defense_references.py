@@ -367,7 +367,7 @@ def ref_mean_shift(points, quantile):
     return labels
 
 
-def ref_signguard(rows, f, L=0.1, R=3.0, fraction=0.1, quantile=0.3, seed=0):
+def ref_signguard(rows, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5, seed=0):
     n, d = len(rows), len(rows[0])
     norms = [norm(r) for r in rows]
     M = median_list(norms)

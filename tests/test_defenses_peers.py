@@ -188,3 +188,15 @@ def test_paper_sized_input_runs_and_keeps_dtype(name):
     result = vector(call(name, x, 12))
     assert result.dtype == torch.float32 and torch.isfinite(result).all()
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("f", [12, 24])
+@pytest.mark.parametrize("name", ["dnc", "signguard", "clippedclustering"])
+def test_selecting_rules_drop_identical_little_rows_at_the_paper_shape(name, f):
+    """n = 51 with f rows of mean - 1.5σ (the kernel benchmark's input): no Byzantine pick.
+    SignGuard needs its quantile 0.5 here: at 0.3 the 24 identical rows win."""
+    from benchmark.kernels import attacked_input
+    x = attacked_input(51, f, 4000, 0, "cpu")
+    byzantine = (x[:, None, :] == x[None, :, :]).all(dim=2).sum(dim=1) > 1
+    selected = call(name, x, f).selected
+    assert len(selected) > 0 and not byzantine[selected].any(), name
