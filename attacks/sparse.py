@@ -8,10 +8,16 @@ On those coordinates J, with m the honest mean and σ the honest coordinate-wise
                each large coordinate, concentrated where it matters most)
     mode=flip: -factor·m_J                   (the large coordinates reversed)
     mode=zero: 0                             (the large coordinates pruned)
-Ties in |m| go to the lower coordinate index. This is the benchmark's definition of a
-few-coordinate attack, after the observation that a Byzantine worker can hide a large
-change in few of the many coordinates of a high-dimensional model (El Mhamdi, Guerraoui,
-Rouault, ICML 2018); one vector is sent f times, as the other direction-based attacks do.
+Ties in |m| go to the lower coordinate index.
+
+Source: the sparse component of the hybrid attack of Özfatura, Özfatura, Küpçü, Gündüz,
+"Aggressive or imperceptible, or both: network pruning assisted hybrid Byzantines in
+federated learning" (arXiv:2404.06230, 2024), which perturbs only the locations a
+pruning mask marks as most sensitive. The attack API sees the submitted vectors, not the
+model's weights, so the mask here is the magnitude-pruning mask of the honest mean
+(its k largest |m_j|), and the paper's second, slowly accumulating component (which
+needs a state across steps) is left out. One vector is sent f times, as the other
+direction-based attacks do.
 """
 import math
 
@@ -58,6 +64,7 @@ attack = Attack(
     description="Honest mean with only its ceil(fraction·d) largest-magnitude coordinates "
                 "attacked: pushed factor·σ against their sign (mode=std), reversed (flip) or "
                 "zeroed (zero)",
-    reference="Benchmark definition after El Mhamdi, Guerraoui, Rouault, The hidden "
-              "vulnerability of distributed learning in Byzantium, ICML 2018",
+    reference="Özfatura et al., Aggressive or imperceptible, or both: network pruning "
+              "assisted hybrid Byzantines in federated learning, arXiv:2404.06230, 2024 "
+              "(its sparse component, mask from the honest mean's magnitudes)",
 )
