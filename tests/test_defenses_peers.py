@@ -200,3 +200,19 @@ def test_selecting_rules_drop_identical_little_rows_at_the_paper_shape(name, f):
     byzantine = (x[:, None, :] == x[None, :, :]).all(dim=2).sum(dim=1) > 1
     selected = call(name, x, f).selected
     assert len(selected) > 0 and not byzantine[selected].any(), name
+
+
+@pytest.mark.parametrize("name", ["dnc", "signguard", "clippedclustering"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_rows_are_never_selected(name, bad):
+    x = inputs("normal", 11, 6, seed=53)
+    x[3], x[7, 2] = bad, bad
+    result = call(name, x, 3)
+    assert not {3, 7} & set(result.selected.tolist()) and torch.isfinite(result.vector).all()
+
+
+def test_foolsgold_gives_non_finite_rows_no_weight():
+    x = inputs("normal", 9, 6, seed=59)
+    clean = vector(call("foolsgold", x[2:], 2))
+    x[0], x[1, 3] = math.nan, math.inf
+    torch.testing.assert_close(vector(call("foolsgold", x, 2)), clean)
