@@ -25,7 +25,7 @@ import torch
 
 from benchmark.api import Attack
 
-from attacks.little import coordinate_std
+from attacks._spread import coordinate_std
 
 REFERENCES = ("previous", "mean")
 

@@ -25,7 +25,7 @@ import torch
 
 from benchmark.api import Attack
 
-from attacks.little import coordinate_std
+from attacks._spread import coordinate_std
 
 MODES = ("std", "flip", "zero")
 
@@ -37,7 +37,7 @@ def craft(honest, f, defense, fraction=0.01, factor=1.5, mode="std"):
     top = torch.argsort(mean.abs(), descending=True, stable=True)[:k]
     values = mean[top]
     if mode == "std":
-        deviation = coordinate_std(honest, mean)[top] if len(honest) > 1 else torch.zeros_like(values)
+        deviation = coordinate_std(honest.index_select(1, top), values)
         values = values - factor * deviation * values.sign()
     elif mode == "flip":
         values = -factor * values
