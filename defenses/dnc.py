@@ -36,7 +36,7 @@ def aggregate(gradients, f, c=1.0, niters=5, b=10000, *, generator):
     finite = finite_rows(gradients)
     dropped = int(math.floor(c * f))
     votes = torch.zeros(n, dtype=torch.int64, device=gradients.device)
-    for _ in range(niters):
+    for _ in range(niters if b < d else 1):  # without a draw every iteration is the same
         if b < d:
             columns = torch.randperm(d, generator=generator, device=generator.device)[:b]
             block = gradients.index_select(1, columns.sort().values.to(gradients.device))
