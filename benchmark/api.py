@@ -97,7 +97,9 @@ class Attack:
         `honest` holds the vectors honest workers submit (after momentum);
         `defense(gradients) -> Tensor[d]` runs the defense under evaluation with
         its declared f, for attacks that search against it. Must not modify
-        `honest`. Randomized attacks also receive `generator=torch.Generator`.
+        `honest`. Randomized attacks also receive `generator=torch.Generator`,
+        stateful attacks `state=dict` (kept by the harness for the whole run, saved
+        with its checkpoints).
     check(n, f, **options) -> str | None: why the parameters are invalid.
     absent=True: the Byzantine workers send nothing (the defense sees n - f rows).
     flip_labels(targets, num_classes) -> targets: a data-level attack; the
@@ -114,6 +116,7 @@ class Attack:
     check: Callable[..., str | None] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     randomized: bool = False
+    stateful: bool = False
     absent: bool = False
     flip_labels: Callable[[torch.Tensor, int], torch.Tensor] | None = None
     clean: bool = False

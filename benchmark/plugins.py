@@ -206,6 +206,7 @@ class BoundAttack:
         (self.component,) = registry.resolve("attack", text)
         self.f = 0 if self.spec.clean else f_real  # clean: every worker is honest
         self.generator = generator
+        self.states = {} if self.spec.stateful else None  # the run's; Simulation.state_dict
 
     @property
     def spec(self):
@@ -231,6 +232,8 @@ class BoundAttack:
             raise PluginFailure(f"attack {self.component.label!r} defines no `attack` "
                                 "function to craft vectors")
         extra = {"generator": self.generator} if self.spec.randomized else {}
+        if self.spec.stateful:
+            extra["state"] = self.states
         version = honest._version
         try:
             result = self.spec.attack(honest, self.f, DefenseProbe(defense),

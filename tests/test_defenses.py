@@ -25,6 +25,10 @@ from tests.defense_references import (
     ref_caf,
     ref_cclip,
     ref_cge,
+    ref_clip,
+    ref_clippedclustering,
+    ref_dnc,
+    ref_foolsgold,
     ref_geomed,
     ref_krum,
     ref_mda,
@@ -34,6 +38,7 @@ from tests.defense_references import (
     ref_multi_krum,
     ref_nnm,
     ref_phocas,
+    ref_signguard,
     ref_signsgd,
     ref_smea,
     ref_trmean,
@@ -80,7 +85,14 @@ RULES = {
     "nnm": Rule(ref_nnm, twice_plus(1)),
     "arc": Rule(ref_arc, twice_plus(1), translation=False),
     "bucketing": Rule(ref_bucketing, lambda f: 1),
+    "dnc": Rule(ref_dnc, twice_plus(1)),
+    "signguard": Rule(ref_signguard, twice_plus(1), translation=False),
+    "clippedclustering": Rule(ref_clippedclustering, twice_plus(1), translation=False),
+    "foolsgold": Rule(ref_foolsgold, lambda f: 2, translation=False, noop=False),
+    "clip": Rule(ref_clip, twice_plus(1), translation=False),
 }
+# Selecting rules whose vector is not the plain mean of the rows they select.
+NOT_A_PLAIN_MEAN = {"bulyan", "signguard", "clippedclustering"}
 NAMES = sorted(RULES)
 
 
@@ -98,7 +110,7 @@ def run(name, x, f, **options):
         extra["state"] = {}
     result = defense.aggregate(x, f, **{**defense.options, **options}, **extra)
     if isinstance(result, Aggregated):
-        if name != "bulyan":  # bulyan's selection feeds a coordinate-wise stage
+        if name not in NOT_A_PLAIN_MEAN:  # bulyan: a coordinate-wise stage; others clip
             assert torch.equal(result.vector, x[result.selected].mean(dim=0))
         result = result.vector
     return result.to(torch.float64)
