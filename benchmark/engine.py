@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -34,18 +35,22 @@ from .gradients import ModelFunctions
 from .metrics import StepMetrics
 from .plugins import BoundAttack, BoundDefense, PluginFailure, check_pair
 from .sampling import make_sampler
-from .stages.adversary import Adversary
+from .stages.adversary import Adversary, BoundServerAttack
 from .stages.channel import Channel, Shuffled
 from .stages.channel import rows_unchanged as _rows_unchanged  # noqa: F401 (tests use it)
+from .stages.replicas import ReplicatedServers
 from .stages.server import Server
 from .stages.workers import HonestWorkers
 
-STREAMS = ("model", "data", "shuffle", "defense", "attack")
+STREAMS = ("model", "data", "shuffle", "defense", "attack", "servers", "server_attack",
+           "model_rules")
 
 
-def stream_seed(seed: int, stream: str) -> int:
-    """Independent, reproducible seeds for each random stream of a run."""
-    return (seed * 1_000_003 + STREAMS.index(stream) * 7919 + 17) % (2 ** 63)
+def stream_seed(seed: int, stream: str, index: int = 0) -> int:
+    """Independent, reproducible seeds for each random stream of a run; `index` numbers
+    the generators of one stream (one per replicated server)."""
+    return (seed * 1_000_003 + STREAMS.index(stream) * 7919 + 17
+            + index * 1_000_000_007) % (2 ** 63)
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,8 +91,9 @@ class Simulation:
         torch.manual_seed(stream_seed(config.seed, "model"))
         self.functions = ModelFunctions(task.model().to(self.device), task.loss, config.gradients)
 
-        def generator(stream):
-            return torch.Generator(device="cpu").manual_seed(stream_seed(config.seed, stream))
+        def generator(stream, index=0):
+            return torch.Generator(device="cpu").manual_seed(
+                stream_seed(config.seed, stream, index))
 
         self.channel = Channel(generator("shuffle"), self.device)
         self.server = Server(config, self.functions.initial_parameters(),
@@ -103,6 +109,21 @@ class Simulation:
         self.metrics = StepMetrics(config.metrics, config.momentum, config.past_window,
                                    self.defense.upper_bound(rows, self.functions.dimension))
         self.step_index = 0
+        self.replicas = self._replicate(generator) if config.servers > 1 else None
+
+    def _replicate(self, generator) -> ReplicatedServers:
+        """The correct servers beside the first (each with its own defense state, generators
+        and channel), and the Byzantine servers' attack given to the adversary."""
+        config = self.config
+        self.adversary.server_attack = BoundServerAttack(
+            config.server_attack, config.byzantine_servers, generator("server_attack"))
+        servers, channels = [self.server], [self.channel]
+        for index in range(1, config.servers - self.adversary.server_attack.f):
+            defense = BoundDefense(config.defense, config.f, generator("servers", 2 * index))
+            servers.append(Server(config, self.server.theta0.clone(), defense, self.device))
+            channels.append(Channel(generator("servers", 2 * index + 1), self.device))
+        return ReplicatedServers(config, servers, channels, self.adversary,
+                                 (generator("model_rules", 0), generator("model_rules", 1)))
 
     # what the stages hold, under the names the rest of the code has always used
     theta = _forward("server", "theta")
@@ -147,6 +168,8 @@ class Simulation:
 
     def step(self) -> dict[str, float]:
         """One update; returns its metrics row. Raises PluginFailure or Diverged."""
+        if self.replicas is not None:
+            return self._replicated_step()
         lr = self.config.lr_at(self.step_index)
         sampled, losses, poisoned = self._gradients()
         loss = float(losses.mean())
@@ -168,10 +191,62 @@ class Simulation:
         self.step_index += 1
         return row
 
+    def _replicated_step(self) -> dict[str, float]:
+        """`step` with replicated servers (benchmark.stages.replicas): pull, gradients at
+        the pulled models, every correct server aggregates and updates, gather every
+        T steps. The metrics row is the first correct server's, with the drift."""
+        config, replicas, honest_count = self.config, self.replicas, self.honest_count
+        lr = config.lr_at(self.step_index)
+        theta_distance = float((self.theta - self.theta0).norm())
+        pulled = replicas.pull(honest_count + self.adversary.data_workers)
+        gradients, losses = self.workers.gradients(pulled, lr, self.adversary)
+        poisoned = gradients[honest_count:] if self.adversary.data_workers else None
+        sampled = gradients if poisoned is None else gradients[:honest_count]
+        loss = float(losses[:honest_count].mean())
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite training loss at step {self.step_index}")
+        # worker and update momentum: one submission for every server; server momentum
+        # adds each server's own previous aggregate
+        shared = None if config.momentum_at == "server" else self._submissions(sampled)
+        byzantine, first = None, None
+        for server, channel in zip(replicas.servers, replicas.channels):
+            honest = shared if shared is not None else self.workers.submissions(
+                sampled, server.previous_aggregate)
+            shuffled = channel.shuffle_honest(honest, self.adversary.rows)
+            if byzantine is None or shared is None:
+                byzantine = self.adversary.vectors(honest, server.defense, poisoned)
+            aggregate, byzantine_selected = channel.aggregate(shuffled, byzantine,
+                                                              server.defense)
+            server.apply_update(aggregate, lr)
+            first = first or (honest, byzantine, aggregate, byzantine_selected)
+        gathered = (self.step_index + 1) % config.gather_every == 0
+        if gathered:
+            replicas.gather()
+        if not all(torch.isfinite(server.theta).all() for server in replicas.servers):
+            raise Diverged(f"non-finite parameters after step {self.step_index}")
+        honest, byzantine, aggregate, byzantine_selected = first
+        row = self.metrics.row(
+            step=self.step_index, lr=lr, points=self.points, loss=loss,
+            theta_distance=theta_distance, sampled=sampled, honest=honest, attack=byzantine,
+            defense=aggregate, byzantine_selected=byzantine_selected)
+        drift, ratio = replicas.drift()
+        row.update(server_drift=drift, server_drift_ratio=ratio, gathered=float(gathered))
+        self.step_index += 1
+        return row
+
     def evaluate(self) -> dict[str, float]:
-        accuracy, loss = self.functions.evaluate(self.theta, self.data.test_inputs,
-                                                 self.data.test_targets)
-        return {"step": self.step_index, "accuracy": accuracy, "loss": loss}
+        data = self.data
+        if self.replicas is None:
+            accuracy, loss = self.functions.evaluate(self.theta, data.test_inputs,
+                                                     data.test_targets)
+            return {"step": self.step_index, "accuracy": accuracy, "loss": loss}
+        results = [self.functions.evaluate(server.theta, data.test_inputs, data.test_targets)
+                   for server in self.replicas.servers]
+        accuracies = [accuracy for accuracy, _ in results]
+        median = statistics.median(accuracies)
+        return {"step": self.step_index, "accuracy": median,
+                "loss": statistics.median(loss for _, loss in results),
+                "worst_accuracy": min(accuracies), "median_accuracy": median}
 
     def state_dict(self) -> dict:
         """Everything the rest of the run depends on: counters, parameters, momentum at
@@ -191,7 +266,8 @@ class Simulation:
             "sampler": workers["sampler"],
             "metrics_past": [mean.clone() for mean in self.metrics.past],
             "global_rng": global_rng_state(self.device),
-        }
+        } | ({} if self.replicas is None else {"replicas": self.replicas.state_dict(),
+                                                "server_attack": adversary["server_attack"]})
 
     def load_state_dict(self, state: dict) -> None:
         """Restores what `state_dict` returned, into a Simulation built from the same config."""
@@ -211,6 +287,9 @@ class Simulation:
         self.metrics.past.extend(mean.to(self.device) for mean in state["metrics_past"])
         set_global_rng_state(state["global_rng"], self.device)
         self.step_index = state["step_index"]
+        if self.replicas is not None:
+            self.replicas.load_state_dict(state["replicas"])
+            self.adversary.server_attack.load_state_dict(state["server_attack"], self.device)
 
 
 def global_rng_state(device: torch.device) -> dict:
