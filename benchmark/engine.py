@@ -281,7 +281,9 @@ class Simulation:
         for name, buffer in self.functions.buffers.items():
             buffer.copy_(state["buffers"][name])
         self.adversary.load_state_dict({"attack_states": state["attack_states"],
-                                        "generator": generators["attack"]}, self.device)
+                                        "generator": generators["attack"]}
+                                       | ({"server_attack": state["server_attack"]}
+                                          if self.replicas is not None else {}), self.device)
         self.channel.load_state_dict({"generator": generators["shuffle"]})
         self.metrics.past.clear()
         self.metrics.past.extend(mean.to(self.device) for mean in state["metrics_past"])
@@ -289,7 +291,6 @@ class Simulation:
         self.step_index = state["step_index"]
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])
-            self.adversary.server_attack.load_state_dict(state["server_attack"], self.device)
 
 
 def global_rng_state(device: torch.device) -> dict:
