@@ -117,3 +117,25 @@ def test_a_gather_or_pull_with_too_few_correct_models_is_refused(cli, tmp_path, 
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["fused", "vmap", "loop"])
+def test_gradients_at_per_worker_models_match_one_model_at_a_time(method):
+    from torch import nn
+    from benchmark.gradients import ModelFunctions
+    from tasks._vision import MNIST_STATS, ImageInput
+    torch.manual_seed(0)
+    model = nn.Sequential(ImageInput(MNIST_STATS, flip=False), nn.Flatten(),
+                          nn.Linear(36, 20, bias=False), nn.ReLU(), nn.Linear(20, 12),
+                          nn.ReLU(), nn.Linear(12, 10))
+    inputs = torch.randint(0, 256, (4, 9, 6, 6), dtype=torch.uint8)
+    targets = torch.randint(0, 10, (4, 9), generator=torch.Generator().manual_seed(1))
+    functions = ModelFunctions(model, nn.functional.cross_entropy, method)
+    thetas = functions.initial_parameters() + 0.1 * torch.randn(4, functions.dimension)
+    gradients, losses = functions.gradients_at(thetas, inputs, targets, l2=0.01)
+    for worker in range(4):
+        expected, expected_loss = functions.worker_gradients(
+            thetas[worker].clone(), inputs[worker:worker + 1], targets[worker:worker + 1],
+            l2=0.01)
+        torch.testing.assert_close(gradients[worker], expected[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses[worker], expected_loss[0], rtol=1e-6, atol=1e-7)
