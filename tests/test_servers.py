@@ -110,13 +110,21 @@ def test_a_replicated_run_resumes_to_the_same_files(tmp_path, monkeypatch):
     (["--servers", "3", "--byzantine-servers", "3"], "byzantine_servers must be in [0, servers)"),
     (["--servers", "4", "--server-attack", "nope"], "known server_attacks"),
 ])
-def test_a_gather_or_pull_with_too_few_correct_models_is_refused(cli, tmp_path, args,
+def test_a_gather_or_pull_with_too_few_correct_models_is_refused(capsys, tmp_path, args,
                                                                   message):
+    from benchmark.cli import main
     out = tmp_path / "results"
-    done = cli("cell", *args, "--steps", "2", "--results", str(out))
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr
+    assert main(["cell", *args, "--steps", "2", "--results", str(out)]) == 2
+    assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_cell_command_reports_the_servers(cli, tmp_path):
+    done = cli("cell", "--defense", "mda", "--servers", "5", "--byzantine-servers", "1",
+               "--gather-every", "2", "--server-attack", "stale", "--steps", "4",
+               "--results", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 servers (1 Byzantine, stale), gather every 2 steps" in done.stdout
 
 
 @pytest.mark.parametrize("method", ["fused", "vmap", "loop"])
