@@ -91,6 +91,9 @@ def test_drift_is_recorded_in_the_stored_summary(tmp_path):
     assert {"server_drift", "server_drift_ratio", "gathered"} <= set(header)
     header = (result.folder / "eval.csv").read_text().splitlines()[0].split(",")
     assert {"worst_accuracy", "median_accuracy"} <= set(header)
+    import gzip
+    trace = gzip.decompress((result.folder / "trace.csv.gz").read_bytes()).decode()
+    assert trace.splitlines()[0].endswith(",server_drift,server_drift_ratio")
 
 
 def test_a_replicated_run_resumes_to_the_same_files(tmp_path, monkeypatch):
