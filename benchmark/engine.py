@@ -13,6 +13,10 @@ Momentum (μ = momentum, δ = dampening), with Nesterov as in torch.optim.SGD:
   server: worker i submits (1−δ)g_i + μ·(previous GAR output);  θ ← θ − lr·GAR
 
 With local_steps = K > 1, g_i is worker i's K local SGD steps summed (benchmark.local_steps).
+With servers > 1 the server is replicated (ByzSGD, benchmark.stages.replicas): workers pull
+and combine the servers' models, every correct server aggregates and updates its own θ,
+and the servers gather every gather_every steps; the metrics row is the first correct
+server's, plus the drift among correct servers.
 `state_dict()` / `load_state_dict()` capture a run between two steps (benchmark.checkpoint).
 """
 from __future__ import annotations

@@ -150,3 +150,11 @@ def test_gradients_at_per_worker_models_match_one_model_at_a_time(method):
             l2=0.01)
         torch.testing.assert_close(gradients[worker], expected[0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(losses[worker], expected_loss[0], rtol=1e-6, atol=1e-7)
+
+
+def test_the_template_server_attack_runs_and_stays_out_of_listings():
+    assert "template" not in registry.names("server_attack")
+    config = make_config(**DIGITS, defense="median", servers=4, byzantine_servers=1,
+                         server_attack="template", gather_every=2)
+    steps, evals, _ = rows_of(config)
+    assert sum(row["gathered"] for row in steps) == 3 and evals[-1]["worst_accuracy"] > 0.3
