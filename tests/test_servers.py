@@ -158,3 +158,16 @@ def test_the_template_server_attack_runs_and_stays_out_of_listings():
                          server_attack="template", gather_every=2)
     steps, evals, _ = rows_of(config)
     assert sum(row["gathered"] for row in steps) == 3 and evals[-1]["worst_accuracy"] > 0.3
+
+
+@pytest.mark.parametrize("pull_rule, moved", [("median", False), ("average", True)])
+def test_a_byzantine_server_moves_the_workers_only_through_a_non_robust_pull(pull_rule,
+                                                                          moved):
+    def final_models(server_attack):
+        config = make_config(**DIGITS, defense="median", servers=4, byzantine_servers=1,
+                             gather_every=100, pull_rule=pull_rule,
+                             server_attack=server_attack)
+        return rows_of(config)[2].replicas.models()[:3]
+    # no gather in 6 steps: only the pulled models can carry the Byzantine server's model
+    difference = float((final_models("model-empire") - final_models("none")).abs().max())
+    assert (difference > 1e-3) == moved, difference
