@@ -124,6 +124,36 @@ class Attack:
 
 
 @dataclass(frozen=True)
+class ServerAttack:
+    """What the Byzantine parameter servers send when the server is replicated
+    (RunConfig.servers > 1, ByzSGD).
+
+    attack(models: Tensor[c, d], f: int, recipients: int, **options)
+            -> Tensor[f, d] or Tensor[f, recipients, d]
+        `models` holds the correct servers' current models; the result is what each of
+        the f Byzantine servers sends, the same to every recipient ([f, d]) or one model
+        per recipient ([f, recipients, d]: equivocation). It is called when the honest
+        workers pull models (recipients: the honest workers) and at each gather
+        (recipients: the correct servers). Must not modify `models`. Randomized attacks
+        also receive `generator=`, stateful ones `state=` (a dict kept for the run).
+    check(n_servers, f, **options) -> str | None: why the parameters are invalid.
+    absent=True: the Byzantine servers send nothing (silence).
+    clean=True: no attack: every server is correct, the rules are still told f.
+    """
+    name: str
+    attack: Callable[..., torch.Tensor] | None = None
+    description: str = ""
+    reference: str = ""
+    check: Callable[..., str | None] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    randomized: bool = False
+    stateful: bool = False
+    absent: bool = False
+    clean: bool = False
+    version: int = 1
+
+
+@dataclass(frozen=True)
 class TaskData:
     """Tensors prepared once: inputs in the model's layout, integer class targets."""
     train_inputs: torch.Tensor

@@ -35,8 +35,19 @@ def versions(defense: str, attack: str, task: str) -> dict:
     return found
 
 
+# with replicated servers (config servers > 1) the model rules and the server attack count
+# too; a record without them (one server) is compared on KINDS only
+SERVER_KINDS = {"server_attack": "server_attack", "gather_rule": "defense",
+                "pull_rule": "defense"}
+
+
 def of_config(config) -> dict:
-    return versions(config.defense, config.attack, config.task)
+    found = versions(config.defense, config.attack, config.task)
+    if getattr(config, "servers", 1) > 1:
+        for key, kind in SERVER_KINDS.items():
+            found[key] = {c.spec.name: c.spec.version
+                          for c in registry.resolve(kind, getattr(config, key))}
+    return found
 
 
 def _names(kind: str, text: str) -> list[str]:
@@ -62,7 +73,7 @@ def differences(stored: dict, current: dict) -> list[str]:
     changes = []
     if stored.get("harness") != current["harness"]:
         changes.append(f"harness {stored.get('harness')} → {current['harness']}")
-    for kind in KINDS:
+    for kind in KINDS + tuple(key for key in SERVER_KINDS if key in current):
         before, now = stored.get(kind, {}), current[kind]
         for name in sorted(set(before) | set(now)):
             if before.get(name) != now.get(name):

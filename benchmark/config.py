@@ -26,7 +26,9 @@ NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 # Fields left out of the hash while they hold the value that computes what a run did
 # before the field existed, so adding a field keeps every stored result's hash. A new
 # RunConfig field gets an entry here: its name and that value.
-NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1}
+NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1,
+           "servers": 1, "byzantine_servers": 0, "gather_every": 10, "gather_rule": "median",
+           "pull_rule": "median", "server_attack": "none"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,14 @@ class RunConfig:
     alpha: float = 1.0             # Dirichlet concentration per class (split = dirichlet)
     shards: int = 2                # label-sorted shards per worker (split = shards)
     local_steps: int = 1           # local SGD steps per worker between communications
+    # Replicated parameter servers (ByzSGD; benchmark.stages.replicas). 1 server: the
+    # plain parameter-server run; the other settings then change nothing.
+    servers: int = 1               # n_ps
+    byzantine_servers: int = 0     # f_ps
+    gather_every: int = 10         # T: correct servers exchange models every T steps
+    gather_rule: str = "median"    # model rule at a gather (median: DMC); any defense
+    pull_rule: str = "median"      # what a worker applies to the models it pulls
+    server_attack: str = "none"    # what the Byzantine servers send (server_attacks/)
     device: str = "cpu"
     profile: str = "adhoc"
     time_budget: float | None = None  # seconds; the run fails past it
@@ -150,6 +160,12 @@ def make_config(**overrides: Any) -> RunConfig:
     values = {k: _typed(k, v) for k, v in values.items()}
     values["defense"] = registry.label(registry.resolve("defense", values.get("defense", "average")))
     values["attack"] = registry.label(registry.resolve("attack", values.get("attack", "none")))
+    for key in ("gather_rule", "pull_rule"):
+        if key in values:
+            values[key] = registry.label(registry.resolve("defense", values[key]))
+    if "server_attack" in values:
+        values["server_attack"] = registry.label(registry.resolve("server_attack",
+                                                                  values["server_attack"]))
     config = RunConfig(**values)
     validate(config)
     return config
@@ -175,7 +191,8 @@ def validate(config: RunConfig) -> None:
     if config.byzantine >= config.n:
         problems.append(f"f_real={config.byzantine} leaves no honest worker among n={config.n}; "
                         "lower f (or f_real) or raise n")
-    for name in ("steps", "batch_size", "eval_every", "past_window", "local_steps"):
+    for name in ("steps", "batch_size", "eval_every", "past_window", "local_steps", "servers",
+                 "gather_every"):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be at least 1, not {getattr(config, name)}")
     if config.seed < 0:
@@ -213,5 +230,11 @@ def validate(config: RunConfig) -> None:
         problems.append(f"alpha (the Dirichlet concentration) must be positive, not {config.alpha}")
     if config.shards < 1:
         problems.append(f"shards (per worker) must be at least 1, not {config.shards}")
+    if not 0 <= config.byzantine_servers < config.servers:
+        problems.append(f"byzantine_servers must be in [0, servers), not "
+                        f"{config.byzantine_servers} with servers={config.servers}")
     if problems:
         raise UsageError("; ".join(problems))
+    if config.servers > 1:
+        from .stages.replicas import check_model_rules  # the plugins' own checks
+        check_model_rules(config)

@@ -73,6 +73,52 @@ class FusedMLP:
             dimension = sum(p.numel() for p in params)
             return self._backward(layers, masks, delta, workers, batch, dimension), losses
 
+    def gradients_per_worker(self, params: list[torch.Tensor], inputs: torch.Tensor,
+                             targets: torch.Tensor):
+        """`gradients` where each worker has its own parameters: params [w, ...] each (the
+        model's parameter tensors in order, a leading worker axis); every Linear layer is
+        a batched product over workers instead of one product over all samples."""
+        workers, batch = targets.shape
+        with torch.no_grad():
+            x = inputs.reshape(workers * batch, *inputs.shape[2:])
+            for module in self.prefix:
+                x = module(x)
+            x = x.reshape(workers, batch, -1)
+            layers, masks, weights = [], [], iter(params)
+            for module in self.body:
+                if isinstance(module, nn.Linear):
+                    weight = next(weights)
+                    bias = next(weights) if module.bias is not None else None
+                    layers.append((x, weight, bias))
+                    x = (torch.bmm(x, weight.transpose(1, 2)) if bias is None
+                         else torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2)))
+                else:
+                    masks.append(x > 0)
+                    x = x.relu()
+            log_p = torch.log_softmax(x.reshape(workers * batch, -1), dim=1)
+            rows = torch.arange(workers * batch, device=x.device)
+            picked = log_p[rows, targets.reshape(-1)]
+            losses = -picked.view(workers, batch).mean(dim=1)
+            delta = log_p.exp_()
+            delta[rows, targets.reshape(-1)] -= 1
+            delta = (delta / batch).view(workers, batch, -1)
+            out = delta.new_empty((workers, sum(p[0].numel() for p in params)))
+            end = out.shape[1]
+            for module in reversed(self.body):
+                if isinstance(module, nn.ReLU):
+                    delta = delta * masks.pop()
+                    continue
+                x, weight, bias = layers.pop()
+                if bias is not None:
+                    torch.sum(delta, dim=1, out=out[:, end - bias[0].numel():end])
+                    end -= bias[0].numel()
+                start = end - weight[0].numel()
+                torch.bmm(delta.transpose(1, 2), x, out=out[:, start:end].unflatten(1, weight.shape[1:]))
+                end = start
+                if layers:
+                    delta = torch.bmm(delta, weight)
+            return out, losses
+
     def _backward(self, layers, masks, delta, workers, batch, dimension):
         """Fills [w, d] from the last parameter to the first, each product written straight
         into its columns (a strided output: no temporary)."""

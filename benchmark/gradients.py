@@ -71,6 +71,22 @@ class ModelFunctions:
             gradients.add_(theta, alpha=l2)
         return gradients, losses
 
+    def gradients_at(self, thetas: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
+                     l2: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """`worker_gradients` where worker i is at its own parameters thetas[i] ([w, d])."""
+        self.model.train()
+        if self.method == "fused":
+            pieces = torch.split(thetas, self.sizes, dim=1)
+            params = [piece.reshape(len(thetas), *shape)
+                      for piece, shape in zip(pieces, self.shapes)]
+            gradients, losses = self.fused.gradients_per_worker(params, inputs, targets)
+        else:
+            from .local_steps import gradients_at  # vmap or loop over per-worker parameters
+            gradients, losses = gradients_at(self, thetas, inputs, targets)
+        if l2:
+            gradients.add_(thetas, alpha=l2)
+        return gradients, losses
+
     def _fused(self, theta, inputs, targets):
         return self.fused.gradients(list(self.unflatten(theta).values()), inputs, targets)
 

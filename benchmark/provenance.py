@@ -71,13 +71,20 @@ def plugins_hash(paths: list[Path]) -> str:
 
 def code_hashes(config) -> dict[str, str]:
     (attack,) = registry.resolve("attack", config.attack)
-    return {
+    hashes = {
         "defense": plugins_hash([c.plugin.path for c in registry.resolve("defense",
                                                                          config.defense)]),
         "attack": plugins_hash([attack.plugin.path]),
         "task": plugins_hash([registry.lookup("task", config.task).path]),
         "harness": harness_hash(),
     }
+    if config.servers > 1:  # replicated servers: the model rules and the server attack too
+        rules = [c.plugin.path for key in ("gather_rule", "pull_rule")
+                 for c in registry.resolve("defense", getattr(config, key))]
+        (server_attack,) = registry.resolve("server_attack", config.server_attack)
+        hashes["model_rules"] = plugins_hash(rules)
+        hashes["server_attack"] = plugins_hash([server_attack.plugin.path])
+    return hashes
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Plugin discovery and plugin names with options.
 
-A plugin is any module in `defenses/`, `attacks/` or `tasks/` that defines a
-module-level `defense`, `attack` or `task` object. Folders listed in the
+A plugin is any module in `defenses/`, `attacks/`, `tasks/` or `server_attacks/` that
+defines a module-level `defense`, `attack`, `task` or `server_attack` object. Folders listed in the
 environment variable BENCHMARK_PLUGINS (separated by os.pathsep) are searched
 too, each for its own `defenses/`, `attacks/` and `tasks/` subfolders: a way to
 develop plugins outside the repository (and to test broken ones). Names on the command line
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import Attack, Defense, Task, UsageError
+from .api import Attack, Defense, ServerAttack, Task, UsageError
 
-KINDS = {"defense": ("defenses", Defense), "attack": ("attacks", Attack), "task": ("tasks", Task)}
+KINDS = {"defense": ("defenses", Defense), "attack": ("attacks", Attack), "task": ("tasks", Task),
+         "server_attack": ("server_attacks", ServerAttack)}
 HIDDEN = {"template"}  # discoverable by name, left out of listings and matrices
 
 

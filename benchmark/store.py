@@ -40,7 +40,8 @@ TEMP_PREFIX = ".tmp-"
 TRACE = "trace.csv.gz"
 DATA_FILES = ("eval.csv", "metrics.csv", TRACE)
 TRACE_COLUMNS = ("step", "loss", "honest_ratio", "sampled_ratio", "bound_squared", "condition_held",
-                 "byzantine_selected")
+                 "byzantine_selected",
+                 "server_drift", "server_drift_ratio")  # replicated servers' runs only
 TRACE_ROWS = 200  # longer runs keep every k-th step (and the last)
 
 

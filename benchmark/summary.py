@@ -9,6 +9,12 @@ Keys (None where undefined):
   honest_ratio_median, sampled_ratio_median   medians of the per-step (deviation / norm)²
   bound_squared         the rule's upper_bound(n, f, d)²
   divergence_step       index of the step whose loss or parameters became non-finite
+With replicated servers (config servers > 1) also:
+  final_worst_accuracy, final_median_accuracy   over the correct servers' models
+  max_server_drift, final_server_drift          largest distance between two correct
+                        servers' models, over the steps and at the last step
+  max_server_drift_ratio  that distance over the norm of their mean model, at its largest
+  gathers               how many gathers took place
 """
 from __future__ import annotations
 
@@ -52,4 +58,19 @@ def summarize(metric_rows: list[dict], eval_rows: list[dict], status: str, steps
     }
     for target in targets:
         summary[f"steps_to_{target:g}"] = steps_to_reach(eval_rows, target)
+    if eval_rows and "worst_accuracy" in eval_rows[-1]:
+        summary.update(_servers(metric_rows, eval_rows))
     return summary
+
+
+def _servers(metric_rows: list[dict], eval_rows: list[dict]) -> dict:
+    drifts = [row["server_drift"] for row in metric_rows
+              if math.isfinite(row.get("server_drift", math.nan))]
+    ratios = [row["server_drift_ratio"] for row in metric_rows
+              if math.isfinite(row.get("server_drift_ratio", math.nan))]
+    return {"final_worst_accuracy": _finite(eval_rows[-1]["worst_accuracy"]),
+            "final_median_accuracy": _finite(eval_rows[-1]["median_accuracy"]),
+            "max_server_drift": max(drifts, default=None),
+            "final_server_drift": drifts[-1] if drifts else None,
+            "max_server_drift_ratio": max(ratios, default=None),
+            "gathers": int(sum(row.get("gathered", 0) for row in metric_rows))}

@@ -74,6 +74,22 @@ def add_run_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--time-budget", type=float,
                        help="seconds before a run is failed (default 3600); a step still "
                             "running at budget + grace is killed and the cell stored failed")
+    servers = parser.add_argument_group(
+        "replicated servers (ByzSGD; default: one correct server)")
+    servers.add_argument("--servers", type=int, metavar="N_PS",
+                         help="parameter servers, each with its own model (default 1)")
+    servers.add_argument("--byzantine-servers", type=int, metavar="F_PS",
+                         help="how many of them are Byzantine (default 0)")
+    servers.add_argument("--gather-every", type=int, metavar="T",
+                         help="steps between two gathers of the servers' models (default 10)")
+    servers.add_argument("--gather-rule", metavar="DEFENSE",
+                         help="rule a correct server applies to the models it gathers "
+                              "(default median: distributed median contraction)")
+    servers.add_argument("--pull-rule", metavar="DEFENSE",
+                         help="rule a worker applies to the models it pulls (default median)")
+    servers.add_argument("--server-attack", metavar="ATTACK",
+                         help="what the Byzantine servers send: model-little, model-empire, "
+                              "equivocation, stale, silence (default none)")
     group.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any other run setting, e.g. --set 'lr_schedule=[[1500,0.001]]' "
                             "(repeatable)")
@@ -82,7 +98,9 @@ def add_run_settings(parser: argparse.ArgumentParser) -> None:
 def run_settings(args: argparse.Namespace) -> dict:
     settings = {key: getattr(args, key) for key in
                 ("n", "f_real", "steps", "batch_size", "lr", "dampening", "nesterov", "l2",
-                 "eval_every", "metrics", "device", "data_dir", "time_budget")}
+                 "eval_every", "metrics", "device", "data_dir", "time_budget",
+                 "servers", "byzantine_servers", "gather_every", "gather_rule", "pull_rule",
+                 "server_attack")}
     settings["momentum"] = args.momentum_factor
     if args.clip is not None:  # <= 0: no clip; nan stays, for validate to refuse
         settings["clip"] = None if args.clip <= 0 else args.clip

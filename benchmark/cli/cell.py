@@ -88,6 +88,13 @@ def main(args) -> int:
         print(f"  reason: {result.reason}")
     if accuracy is not None:
         print(f"  final test accuracy {accuracy:.4f}, best {summary['max_accuracy']:.4f}")
+    if config.servers > 1 and summary.get("max_server_drift") is not None:
+        print(f"  {config.servers} servers ({config.byzantine_servers} Byzantine, "
+              f"{config.server_attack}), gather every {config.gather_every} steps: final "
+              f"worst / median accuracy over correct servers "
+              f"{summary['final_worst_accuracy']:.4f} / {summary['final_median_accuracy']:.4f}, "
+              f"largest drift {summary['max_server_drift']:.3g} "
+              f"({summary['max_server_drift_ratio']:.3g} of the mean model's norm)")
     print(f"  stored in {result.folder}" if result.folder else
           "  nothing stored: run the same command again to retry")
     return 0 if result.status in ("ok", "skipped", "diverged") else 1

@@ -1,4 +1,4 @@
-"""`list`: the registered defenses, attacks, tasks and matrix profiles."""
+"""`list`: the registered defenses, attacks, tasks, server attacks and matrix profiles."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from .. import matrix, registry
 
 COLUMNS = {"defenses": ["defense", "requires", "options", "reference"],
            "attacks": ["attack", "options", "description", "reference"],
+           "server_attacks": ["server attack", "options", "description", "reference"],
            "tasks": ["task", "description", "defaults"],
            "profiles": ["profile", "description"]}
 WIDTH = {"requires": 36, "options": 40, "defaults": 48, "description": 44, "reference": 50}
@@ -18,7 +19,8 @@ def register(commands) -> None:
     parser = commands.add_parser("list", help="list defenses, attacks, tasks or profiles",
                                  description="List what is registered, with options and "
                                              "references.")
-    parser.add_argument("what", choices=["defenses", "attacks", "tasks", "profiles"])
+    parser.add_argument("what", choices=["defenses", "attacks", "tasks", "server_attacks",
+                                                "profiles"])
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=main)
 
@@ -70,7 +72,7 @@ def entries(what: str) -> list[dict]:
             continue
         spec = plugin.spec
         row = {"name": name, "description": spec.description, "reference": spec.reference}
-        if kind in ("defense", "attack"):
+        if kind in ("defense", "attack", "server_attack"):
             row["options"] = {k: v for k, v in spec.options.items()}
         if kind == "defense":
             row["requirement"] = spec.requirement

@@ -1,17 +1,20 @@
 """`profile-step`: where the time of one simulated step goes.
 
-The stages are timed from outside the engine: the Simulation's stage methods and
-its bound defense and attack are wrapped by timers, so the step itself carries no
-timing code. Exclusive times, median over the timed steps:
+The stages are timed from outside the engine: the methods of the Simulation's stages
+(benchmark.stages) and its bound defense and attack are wrapped by timers on the
+instances, so the step itself carries no timing code. Exclusive times, median over the
+timed steps:
 
-  gradients  honest workers' gradients, l2 and clipping (Simulation._gradients)
-  momentum   worker or server momentum (Simulation._submissions)
+  gradients  honest workers' gradients, l2 and clipping (HonestWorkers.gradients)
+  momentum   worker or server momentum (HonestWorkers.submissions)
   attack     the attack, including any defense probes it makes
   shuffle    the seeded shuffle (rows copied into the defense's input) and the
              comparison showing that neither attack nor defense wrote to what it got
-             (Simulation._shuffle_honest, and Simulation._aggregate minus the defense)
-  defense    the rule itself, with its output validation
-  update     update momentum and the parameter step (Simulation._apply_update)
+             (Channel.shuffle_honest, and Channel.aggregate minus the defense)
+  defense    the rule itself, with its output validation (every correct server's)
+  update     update momentum and the parameter step (Server.apply_update)
+  servers    with replicated servers only: pulls, gathers, the server attack and the
+             drift (ReplicatedServers.pull, gather, drift)
   metrics    the per-step metrics row (StepMetrics.row)
   other      the rest of Simulation.step (loss and divergence checks, θ distance)
 
@@ -37,9 +40,12 @@ from ._common import add_cell_identity, add_run_settings, run_settings
 
 STAGES = ("gradients", "momentum", "attack", "shuffle", "defense", "update", "metrics",
           "other")
-WRAPPED_METHODS = {"_gradients": "gradients", "_submissions": "momentum",
-                   "_shuffle_honest": "aggregate", "_aggregate": "aggregate",
-                   "_apply_update": "update"}
+REPLICATED_STAGES = STAGES[:6] + ("servers",) + STAGES[6:]
+# stage -> {method: label}; the channel's and server's for every correct server
+WRAPPED_METHODS = {"workers": {"gradients": "gradients", "submissions": "momentum"},
+                   "channel": {"shuffle_honest": "aggregate", "aggregate": "aggregate"},
+                   "server": {"apply_update": "update"},
+                   "replicas": {"pull": "servers", "gather": "servers", "drift": "servers"}}
 
 
 def register(commands) -> None:
@@ -102,22 +108,30 @@ class _TimedCallable:
 
 
 def instrument(sim: Simulation) -> _Clock:
-    """Wraps the stages of `sim` (instance attributes only; the class is untouched)."""
+    """Wraps the stages of `sim` (instance attributes only; the classes are untouched)."""
     clock = _Clock(sim.device)
-    for method, label in WRAPPED_METHODS.items():
-        if not callable(getattr(sim, method, None)):
-            raise RuntimeError(f"Simulation has no stage method {method!r}: update "
-                               "benchmark/cli/profile_step.py to the engine's stages")
-        setattr(sim, method, clock.timed(label, getattr(sim, method)))
+    replicas = sim.replicas
+    stages = {"workers": [sim.workers],
+              "channel": replicas.channels if replicas else [sim.channel],
+              "server": replicas.servers if replicas else [sim.server],
+              "replicas": [replicas] if replicas else []}
+    for stage, methods in WRAPPED_METHODS.items():
+        for instance in stages[stage]:
+            for method, label in methods.items():
+                if not callable(getattr(instance, method, None)):
+                    raise RuntimeError(f"stage {stage} has no method {method!r}: update "
+                                       "benchmark/cli/profile_step.py to the engine's stages")
+                setattr(instance, method, clock.timed(label, getattr(instance, method)))
+    for server in stages["server"]:
+        server.defense = _TimedCallable(server.defense, clock, "defense")
     sim.attack = _TimedCallable(sim.attack, clock, "attack")
-    sim.defense = _TimedCallable(sim.defense, clock, "defense")
     sim.metrics.row = clock.timed("metrics", sim.metrics.row)
     return clock
 
 
-def exclusive(times: dict[str, float], total: float) -> dict[str, float]:
+def exclusive(times: dict[str, float], total: float, stages=STAGES) -> dict[str, float]:
     """Per-stage exclusive times from the wrapped (possibly nested) ones."""
-    parts = {stage: times.get(stage, 0.0) for stage in STAGES if stage != "other"}
+    parts = {stage: times.get(stage, 0.0) for stage in stages if stage != "other"}
     parts["shuffle"] = times.get("aggregate", 0.0) - parts["defense"]
     parts["other"] = total - sum(parts.values())
     return parts
@@ -160,13 +174,14 @@ def profile_simulation(sim: Simulation, repeat: int = 10, warmup: int = 3,
     if forward_backward is not None:
         forward_backward()  # warm-up
     samples, totals, fused = defaultdict(list), [], []
+    stages = STAGES if sim.replicas is None else REPLICATED_STAGES
     for _ in range(repeat):
         clock.current.clear()
         start = clock.now()
         sim.step()
         total = clock.now() - start
         totals.append(total)
-        for stage, seconds in exclusive(clock.current, total).items():
+        for stage, seconds in exclusive(clock.current, total, stages).items():
             samples[stage].append(seconds)
         if forward_backward is not None:
             start = clock.now()
@@ -174,9 +189,9 @@ def profile_simulation(sim: Simulation, repeat: int = 10, warmup: int = 3,
             fused.append(clock.now() - start)
     result = {"config": {k: config.to_dict()[k] for k in
                          ("task", "defense", "attack", "momentum_at", "n", "f", "batch_size",
-                          "metrics", "device")} | {"gradients": sim.functions.method},
+                          "metrics", "device", "servers")} | {"gradients": sim.functions.method},
               "threads": torch.get_num_threads(), "clock": clock.name, "steps_timed": repeat,
-              "stages_ms": {stage: 1e3 * statistics.median(samples[stage]) for stage in STAGES},
+              "stages_ms": {stage: 1e3 * statistics.median(samples[stage]) for stage in stages},
               "step_ms": 1e3 * statistics.median(totals)}
     if fused:
         result["fused_forward_backward_ms"] = 1e3 * statistics.median(fused)

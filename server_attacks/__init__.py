@@ -1,0 +1,1 @@
+"""What Byzantine parameter servers send: one module per attack (benchmark.api.ServerAttack)."""

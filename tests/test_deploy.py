@@ -1,0 +1,48 @@
+"""`deploy`: the server protocol on real processes (gloo over loopback) runs, learns, is
+timed, and a process that dies or hangs stops it with an error naming that process."""
+import json
+
+import pytest
+
+from benchmark import deploy
+from benchmark.cli import main
+from benchmark.config import make_config
+
+SMALL = ["--n", "4", "--f", "1", "--steps", "8", "--warmup", "2"]
+
+
+def test_both_protocols_run_and_report_steps_per_second(capsys):
+    assert main(["deploy", *SMALL, "--servers", "4", "--byzantine-servers", "1",
+                 "--server-attack", "model-little", "--gather-every", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results) == {"vanilla", "byzsgd"}
+    assert results["vanilla"]["processes"] == 5 and results["byzsgd"]["processes"] == 8
+    assert all(result["steps_per_second"] > 0 and result["steps_timed"] == 6
+               for result in results.values())
+
+
+def test_replicated_servers_learn_on_processes():
+    config = make_config(task="digits", defense="mda", n=5, f=1, steps=30, servers=4,
+                         byzantine_servers=1, server_attack="equivocation", gather_every=5)
+    assert deploy.run(config, warmup=1, timeout=60)["accuracy"] > 0.7
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("kill:5:3", "process 5 (worker 1) was killed by signal 9"),
+    ("hang:2:4", "process(es) 2 (server 2) hung"),
+])
+def test_a_dead_or_hung_process_stops_the_deployment_naming_it(capsys, fault, message):
+    assert main(["deploy", *SMALL, "--servers", "4", "--byzantine-servers", "1",
+                 "--protocol", "byzsgd", "--timeout", "3", "--fault", fault]) == 1
+    assert message in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attack", "little"], "honest workers only"),
+    (["--servers", "1", "--protocol", "byzsgd"], "--servers 2 or more"),
+    (["--servers", "3", "--byzantine-servers", "1", "--server-attack", "silence"],
+     "median needs n >= 2f+1"),
+])
+def test_bad_deploy_settings_exit_2(capsys, args, message):
+    assert main(["deploy", *SMALL, *args]) == 2
+    assert message in capsys.readouterr().err
