@@ -68,6 +68,8 @@ def test_a_cell_killed_after_its_last_file_has_no_final_folder(tmp_path, monkeyp
     run redoes the cell."""
     config = make_config(**CELL)
     final = store.cell_dir(tmp_path, config)
+    # store.write_run_json is how cells.run_cell writes run.json, its last file: patched
+    # here (a public name of the store, but an implementation detail of run_cell)
     real_write = store.write_run_json
 
     def write_then_die(folder, record):
@@ -93,6 +95,8 @@ def test_a_cell_is_never_seen_under_its_final_name_while_it_runs(tmp_path, monke
     config = make_config(**CELL)
     final = store.cell_dir(tmp_path, config)
     seen = []
+    # store.CsvLog writes metrics.csv and eval.csv while the run goes (an implementation
+    # detail of cells.run_cell, patched to look at the disk at each row)
     real_log = store.CsvLog.__call__
 
     def log(self, row):  # every metrics and evaluation row written during the run
