@@ -140,3 +140,12 @@ def test_workers_whose_classes_run_out_are_served_from_the_others():
         parts = dirichlet_partition(labels, 12, 1e-4, seeded(seed))
         assert {len(part) for part in parts} == {10}
         assert sorted(torch.cat(parts).tolist()) == list(range(120))
+
+
+def test_splits_drawn_from_many_seeds_all_differ():
+    """The numpy generator of a split is seeded from the run's stream with 62 random bits;
+    a narrower seed (mutmut: 2 * 62 for 2 ** 62) makes runs share partitions."""
+    labels = torch.arange(5).repeat_interleave(20)
+    seen = {tuple(torch.cat(dirichlet_partition(labels, 5, 1.0, seeded(seed))).tolist())
+            for seed in range(300)}
+    assert len(seen) == 300
