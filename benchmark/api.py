@@ -90,7 +90,23 @@ class Defense:
 
 
 @dataclass(frozen=True)
-class Attack:
+class _Sender:
+    """What a worker attack (`Attack`) and a server attack (`ServerAttack`) both declare."""
+    name: str
+    attack: Callable[..., torch.Tensor] | None = None
+    description: str = ""
+    reference: str = ""
+    check: Callable[..., str | None] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    randomized: bool = False
+    stateful: bool = False
+    absent: bool = False
+    clean: bool = False
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Attack(_Sender):
     """A Byzantine attack.
 
     attack(honest: Tensor[h, d], f: int, defense, **options) -> Tensor[f, d]
@@ -109,22 +125,11 @@ class Attack:
     version: the behaviour version (benchmark.behaviour); bump it when the attack
         sends different vectors.
     """
-    name: str
-    attack: Callable[..., torch.Tensor] | None = None
-    description: str = ""
-    reference: str = ""
-    check: Callable[..., str | None] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    randomized: bool = False
-    stateful: bool = False
-    absent: bool = False
     flip_labels: Callable[[torch.Tensor, int], torch.Tensor] | None = None
-    clean: bool = False
-    version: int = 1
 
 
 @dataclass(frozen=True)
-class ServerAttack:
+class ServerAttack(_Sender):
     """What the Byzantine parameter servers send when the server is replicated
     (RunConfig.servers > 1, ByzSGD).
 
@@ -140,17 +145,6 @@ class ServerAttack:
     absent=True: the Byzantine servers send nothing (silence).
     clean=True: no attack: every server is correct, the rules are still told f.
     """
-    name: str
-    attack: Callable[..., torch.Tensor] | None = None
-    description: str = ""
-    reference: str = ""
-    check: Callable[..., str | None] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    randomized: bool = False
-    stateful: bool = False
-    absent: bool = False
-    clean: bool = False
-    version: int = 1
 
 
 @dataclass(frozen=True)
