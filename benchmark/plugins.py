@@ -26,34 +26,43 @@ DEFENSE_MODIFIED = "defense modified its input gradients"
 # Ctrl-C must still stop the command, and Python raises the same KeyboardInterrupt for
 # SIGINT (Ctrl-C) wherever the code happens to be, most often inside the defense. So while
 # a cell runs (`noting_ctrl_c`), SIGINT goes through a handler that notes its arrival before
-# raising KeyboardInterrupt, and a KeyboardInterrupt after a SIGINT always propagates. Where
-# that handler cannot be installed (not the main thread, e.g. a Dask worker's task, or the
-# program has its own SIGINT handler), every KeyboardInterrupt propagates: a Ctrl-C is
-# never swallowed. At the plugin boundary (the plugin's own code on the stack) anything
-# else a plugin raises is its failure; elsewhere in a cell, other BaseExceptions, which
+# handing it on (raising KeyboardInterrupt, or calling the handler the program had set), and
+# a KeyboardInterrupt after a SIGINT always propagates. Where that handler cannot be
+# installed (not the main thread, e.g. a Dask worker's task, or SIGINT ignored or set
+# outside Python), every KeyboardInterrupt propagates: a Ctrl-C is never swallowed. At the
+# plugin boundary (the plugin's own code on the stack) anything else a plugin raises is its
+# failure; elsewhere in a cell, other BaseExceptions, which
 # Python never raises by itself, propagate (tests use one to stand for a killed process).
 _ctrl_c = {"noting": False, "seen": False}
 
 
-def _note_ctrl_c(signum, frame):
-    _ctrl_c["seen"] = True
-    raise KeyboardInterrupt
+def _noting(previous):
+    """A SIGINT handler that notes the signal, then does what `previous` did (raises
+    KeyboardInterrupt for Python's default)."""
+    def note(signum, frame):
+        _ctrl_c["seen"] = True
+        if callable(previous) and previous is not signal.default_int_handler:
+            return previous(signum, frame)
+        raise KeyboardInterrupt
+    return note
 
 
 @contextlib.contextmanager
 def noting_ctrl_c():
     """While inside, a SIGINT is told apart from a KeyboardInterrupt that plugin code
-    raises itself (see `is_ctrl_c`); the previous handler is restored on exit."""
+    raises itself (see `is_ctrl_c`); the previous handler, which a SIGINT still reaches,
+    is restored on exit."""
+    previous = signal.getsignal(signal.SIGINT)
     if (threading.current_thread() is not threading.main_thread() or _ctrl_c["noting"]
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            or previous in (signal.SIG_IGN, None)):  # ignored, or not set from Python
         yield
         return
-    signal.signal(signal.SIGINT, _note_ctrl_c)
+    signal.signal(signal.SIGINT, _noting(previous))
     _ctrl_c.update(noting=True, seen=False)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
         _ctrl_c["noting"] = False
 
 

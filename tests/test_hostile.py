@@ -124,6 +124,31 @@ def test_a_ctrl_c_inside_a_plugin_still_stops_the_run(plugin_dir, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_under_a_program_sigint_handler_a_plugin_interrupt_fails_its_cell_and_ctrl_c_reaches_it(
+        plugin_dir, tmp_path):
+    """A program (or a library it loaded) with its own SIGINT handler: the plugin's own
+    KeyboardInterrupt still fails only its cell, and a real SIGINT is handed to that
+    handler, which is in place again afterwards."""
+    write_escapes(plugin_dir)
+    write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
+    received = []
+
+    def program_handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt("the program's")
+
+    previous = signal.signal(signal.SIGINT, program_handler)
+    try:
+        result = run_cell(tiny("interrupts", "little"), tmp_path / "a")
+        assert result.status == "failed" and "defense raised KeyboardInterrupt" in result.reason
+        with pytest.raises(KeyboardInterrupt, match="the program's"):
+            run_cell(tiny("ctrl-c"), tmp_path / "b")
+        assert received == [signal.SIGINT]
+        assert signal.getsignal(signal.SIGINT) is program_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_the_matrix_goes_on_past_a_defense_that_calls_sys_exit(plugin_dir, tmp_path, cli):
     write_escapes(plugin_dir)
     args = ["run", "--defense", "exits", "--attack", "little", "--attack", "empire",
