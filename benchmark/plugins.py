@@ -28,11 +28,12 @@ DEFENSE_MODIFIED = "defense modified its input gradients"
 # a cell runs (`noting_ctrl_c`), SIGINT goes through a handler that notes its arrival before
 # handing it on (raising KeyboardInterrupt, or calling the handler the program had set), and
 # a KeyboardInterrupt after a SIGINT always propagates. Where that handler cannot be
-# installed (not the main thread, e.g. a Dask worker's task, or SIGINT ignored or set
-# outside Python), every KeyboardInterrupt propagates: a Ctrl-C is never swallowed. At the
-# plugin boundary (the plugin's own code on the stack) anything else a plugin raises is its
-# failure; elsewhere in a cell, other BaseExceptions, which
-# Python never raises by itself, propagate (tests use one to stand for a killed process).
+# installed (not the main thread, e.g. a Dask worker's task, or a SIGINT handler set
+# outside Python), every KeyboardInterrupt propagates; where SIGINT is ignored, none is a
+# Ctrl-C. So a Ctrl-C is never swallowed. At the plugin boundary (the plugin's own code on
+# the stack) anything else a plugin raises is its failure; elsewhere in a cell, other
+# BaseExceptions, which Python never raises by itself, propagate (tests use one to stand
+# for a killed process).
 _ctrl_c = {"noting": False, "seen": False}
 
 
@@ -54,15 +55,18 @@ def noting_ctrl_c():
     is restored on exit."""
     previous = signal.getsignal(signal.SIGINT)
     if (threading.current_thread() is not threading.main_thread() or _ctrl_c["noting"]
-            or previous in (signal.SIG_IGN, None)):  # ignored, or not set from Python
+            or previous is None):  # a handler not set from Python: cannot be chained
         yield
         return
-    signal.signal(signal.SIGINT, _noting(previous))
+    ignored = previous == signal.SIG_IGN  # e.g. a job started with `&` by a script: no
+    if not ignored:                        # Ctrl-C can arrive, every interrupt is a plugin's
+        signal.signal(signal.SIGINT, _noting(previous))
     _ctrl_c.update(noting=True, seen=False)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if not ignored:
+            signal.signal(signal.SIGINT, previous)
         _ctrl_c["noting"] = False
 
 

@@ -149,6 +149,19 @@ def test_under_a_program_sigint_handler_a_plugin_interrupt_fails_its_cell_and_ct
         signal.signal(signal.SIGINT, previous)
 
 
+def test_with_sigint_ignored_a_plugin_interrupt_fails_its_cell(plugin_dir, tmp_path):
+    """A process started in the background by a script ignores SIGINT: no Ctrl-C can reach
+    it, so a KeyboardInterrupt is the plugin's own and fails its cell."""
+    write_escapes(plugin_dir)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = run_cell(tiny("interrupts", "little"), tmp_path)
+        assert result.status == "failed" and "defense raised KeyboardInterrupt" in result.reason
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_the_matrix_goes_on_past_a_defense_that_calls_sys_exit(plugin_dir, tmp_path, cli):
     write_escapes(plugin_dir)
     args = ["run", "--defense", "exits", "--attack", "little", "--attack", "empire",
