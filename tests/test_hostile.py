@@ -114,6 +114,13 @@ def test_an_attack_that_exits_and_a_probed_defense_that_exits_fail_their_cell(pl
     assert "defense raised SystemExit while the attack probed it" in probed.reason
 
 
+SIGINT_IGNORED = pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+    reason="SIGINT is ignored in this process (a background job of a script): no Ctrl-C "
+           "can reach it")
+
+
+@SIGINT_IGNORED
 def test_a_ctrl_c_inside_a_plugin_still_stops_the_run(plugin_dir, tmp_path):
     """SIGINT (what Ctrl-C sends) arriving while the defense runs is the user's: it
     propagates, and nothing is stored."""
@@ -183,6 +190,7 @@ def test_cell_reports_a_plugin_keyboard_interrupt_as_a_failed_cell(plugin_dir, t
     assert output.startswith("failed:") and "defense raised KeyboardInterrupt" in output
 
 
+@SIGINT_IGNORED
 def test_ctrl_c_of_the_user_stops_the_cell_command(plugin_dir, tmp_path):
     mark = tmp_path / "inside"
     write_defense(plugin_dir, "sleeper", f"Path({str(mark)!r}).touch(); time.sleep(600)")
