@@ -28,7 +28,7 @@ NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 # RunConfig field gets an entry here: its name and that value.
 NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1,
            "servers": 1, "byzantine_servers": 0, "gather_every": 10, "gather_rule": "median",
-           "pull_rule": "median", "server_attack": "none"}
+           "pull_rule": "median", "server_attack": "none", "worker_equivocation": False}
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class RunConfig:
     gather_rule: str = "median"    # model rule at a gather (median: DMC); any defense
     pull_rule: str = "median"      # what a worker applies to the models it pulls
     server_attack: str = "none"    # what the Byzantine servers send (server_attacks/)
+    worker_equivocation: bool = False  # Byzantine workers send different servers different
+    # vectors (Adversary.equivocated)
     device: str = "cpu"
     profile: str = "adhoc"
     time_budget: float | None = None  # seconds; the run fails past it
@@ -233,6 +235,9 @@ def validate(config: RunConfig) -> None:
     if not 0 <= config.byzantine_servers < config.servers:
         problems.append(f"byzantine_servers must be in [0, servers), not "
                         f"{config.byzantine_servers} with servers={config.servers}")
+    if config.worker_equivocation and config.servers - config.byzantine_servers < 2:
+        problems.append("worker_equivocation needs at least 2 correct servers to tell apart "
+                        "(servers - byzantine_servers >= 2)")
     if problems:
         raise UsageError("; ".join(problems))
     if config.servers > 1:

@@ -16,7 +16,8 @@ With local_steps = K > 1, g_i is worker i's K local SGD steps summed (benchmark.
 With servers > 1 the server is replicated (ByzSGD, benchmark.stages.replicas): workers pull
 and combine the servers' models, every correct server aggregates and updates its own θ,
 and the servers gather every gather_every steps; the metrics row is the first correct
-server's, plus the drift among correct servers.
+server's, plus the drift among correct servers. With worker_equivocation the Byzantine
+workers send the odd-numbered correct servers the mirror image of their vectors.
 `state_dict()` / `load_state_dict()` capture a run between two steps (benchmark.checkpoint).
 """
 from __future__ import annotations
@@ -212,15 +213,20 @@ class Simulation:
         # worker and update momentum: one submission for every server; server momentum
         # adds each server's own previous aggregate
         shared = None if config.momentum_at == "server" else self._submissions(sampled)
-        byzantine, first = None, None
-        for server, channel in zip(replicas.servers, replicas.channels):
+        byzantine, mirrored, first = None, None, None
+        for index, (server, channel) in enumerate(zip(replicas.servers, replicas.channels)):
             honest = shared if shared is not None else self.workers.submissions(
                 sampled, server.previous_aggregate)
             shuffled = channel.shuffle_honest(honest, self.adversary.rows)
             if byzantine is None or shared is None:
-                byzantine = self.adversary.vectors(honest, server.defense, poisoned)
-            aggregate, byzantine_selected = channel.aggregate(shuffled, byzantine,
-                                                              server.defense)
+                byzantine, mirrored = self.adversary.vectors(honest, server.defense,
+                                                             poisoned), None
+            sent = byzantine
+            if config.worker_equivocation and index % 2 and len(byzantine):
+                mirrored = (self.adversary.equivocated(byzantine, honest)
+                            if mirrored is None else mirrored)
+                sent = mirrored
+            aggregate, byzantine_selected = channel.aggregate(shuffled, sent, server.defense)
             server.apply_update(aggregate, lr)
             first = first or (honest, byzantine, aggregate, byzantine_selected)
         gathered = (self.step_index + 1) % config.gather_every == 0

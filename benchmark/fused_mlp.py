@@ -39,6 +39,28 @@ class FusedMLP:
             return None
         return cls(modules[:split], body)
 
+    def prefixed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The leading parameter-free modules applied to `inputs` (no autograd)."""
+        with torch.no_grad():
+            for module in self.prefix:
+                inputs = module(inputs)
+        return inputs
+
+    def forward(self, params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The Linear and ReLU layers on `prefixed` inputs [samples, features]: the
+        operations nn.Linear and nn.ReLU run (addmm with the transposed weight), without
+        autograd. params: the model's parameter tensors in order."""
+        weights = iter(params)
+        with torch.no_grad():
+            for module in self.body:
+                if isinstance(module, nn.Linear):
+                    weight = next(weights)
+                    bias = next(weights) if module.bias is not None else None
+                    x = x @ weight.T if bias is None else torch.addmm(bias, x, weight.T)
+                else:
+                    x = torch.relu(x)
+        return x
+
     def gradients(self, params: list[torch.Tensor], inputs: torch.Tensor,
                   targets: torch.Tensor):
         """params: the model's parameter tensors in order; inputs [w, b, ...],

@@ -17,6 +17,8 @@ CNN uses `loop`: vmap cannot update batch-norm running statistics.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
@@ -47,6 +49,7 @@ class ModelFunctions:
                              "modules, then Linear and ReLU layers, trained with "
                              "cross-entropy: use --set gradients=vmap (or auto)")
         self.method = method
+        self._prefix_cache: tuple | None = None  # (test inputs, chunk size, prefixed chunks)
 
     def initial_parameters(self) -> torch.Tensor:
         return torch.nn.utils.parameters_to_vector(self.model.parameters()).detach().clone()
@@ -111,14 +114,34 @@ class ModelFunctions:
     @torch.no_grad()
     def evaluate(self, theta: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
                  chunk: int = 2048) -> tuple[float, float]:
-        """(accuracy, mean loss) on a test set, in eval mode."""
+        """(accuracy, mean loss) on a test set, in eval mode. A fused MLP runs its Linear
+        and ReLU layers by hand on its parameter-free modules' output, computed once per
+        test set (the same operations, chunk by chunk, as the module: the same bits)."""
         self.model.eval()
         params = self.unflatten(theta)
+        if self.fused is not None:
+            chunks = self._prefixed_chunks(inputs, chunk)
+            forward = functools.partial(self.fused.forward, list(params.values()))
+        else:
+            chunks = (inputs[start:start + chunk] for start in range(0, len(inputs), chunk))
+            forward = functools.partial(functional_call, self.model, (params, self.buffers))
         correct, total_loss = 0, 0.0
-        for start in range(0, len(inputs), chunk):
-            x, y = inputs[start:start + chunk], targets[start:start + chunk]
-            outputs = functional_call(self.model, (params, self.buffers), (x,))
+        for start, x in zip(range(0, len(inputs), chunk), chunks):
+            y = targets[start:start + chunk]
+            outputs = forward((x,)) if self.fused is None else forward(x)
             total_loss += float(self.loss(outputs, y)) * len(y)
             correct += int((outputs.argmax(dim=1) == y).sum())
         self.model.train()
         return correct / len(inputs), total_loss / len(inputs)
+
+    def _prefixed_chunks(self, inputs: torch.Tensor, chunk: int) -> list[torch.Tensor]:
+        """The fused MLP's parameter-free modules applied, in eval mode, to each chunk of
+        `inputs`; kept for the next evaluation of the same test set (a run evaluates one
+        set tens of times: converting and normalising it each time cost about a fifth of
+        an evaluation on Fashion-MNIST)."""
+        cached = self._prefix_cache
+        if cached is None or cached[0] is not inputs or cached[1] != chunk:
+            chunks = [self.fused.prefixed(inputs[start:start + chunk])
+                      for start in range(0, len(inputs), chunk)]
+            self._prefix_cache = cached = (inputs, chunk, chunks)
+        return cached[2]

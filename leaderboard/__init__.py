@@ -9,6 +9,7 @@ the machine or the order files are listed in).
     grids     the tables as rows of cells, shared by the Markdown and the pages
     metadata  a defense's plugin metadata and links (paper, source, page)
     provenance  profile, seeds, commits and newest run, from the run records
+    servers   the ByzSGD section (replicated servers on digits; not ranked)
     render    Markdown and index.html (templates/)
     pages     a page per defense (site/defenses/)
     plots     seaborn figures for the site
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from benchmark import matrix
 
-from . import collect, grids, kernels, metadata, pages, render, scores
+from . import collect, grids, kernels, metadata, pages, render, scores, servers
 
 # The board's profiles, in order: each task is shown from the first profile that lists it,
 # so the real tasks come from `board` (sized for one machine) and the rest, digits (the
@@ -107,6 +108,7 @@ def build(results: Path | str, profile=BOARDS,
             drawn = _plots(board, collection.results, site)
     page = render.page([(p.name, p.tasks) for p in profiles], board, collection,
                        measurements, kernel_problems, drawn)
+    page.servers = servers.section(results)
     defense_pages = pages.build(board, page, measurements)
     if site is not None:
         repository = _repository_from(site)

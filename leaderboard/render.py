@@ -37,6 +37,7 @@ class Page:
     defenses: Grid
     speed: Grid | None
     excluded: Grid
+    servers: Grid | None = None  # the ByzSGD section (leaderboard.servers)
 
     def _values(self, key: str) -> list[str]:
         return sorted({grid.attributes[key] for grid in self.settings},
@@ -163,6 +164,9 @@ def markdown(page: Page) -> str:
                       table(grid), ""]
         if not settings:
             parts += ["_No complete setting yet._", ""]
+    if page.servers is not None:
+        parts += [f"## {page.servers.title}", "", *(f"{note}\n" for note in page.servers.notes),
+                  table(page.servers), ""]
     parts += ["## Defenses", "", *page.defenses.notes, "", table(page.defenses), ""]
     if page.speed is not None:
         parts += ["## Kernel speed", "", *page.speed.notes, "", table(page.speed), ""]

@@ -54,3 +54,38 @@ def test_unflattened_inputs_are_refused_with_the_fix():
     with pytest.raises(UsageError, match="nn.Flatten"):
         functions.worker_gradients(functions.initial_parameters(), torch.randn(2, 3, 4, 6),
                                    torch.zeros(2, 3, dtype=torch.long))
+
+
+def _module_evaluation(functions, theta, inputs, targets, chunk):
+    """What evaluate computed before the fused path: the module itself, chunk by chunk."""
+    from torch.func import functional_call
+    functions.model.eval()
+    params = functions.unflatten(theta)
+    correct, total = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(inputs), chunk):
+            x, y = inputs[start:start + chunk], targets[start:start + chunk]
+            outputs = functional_call(functions.model, (params, functions.buffers), (x,))
+            total += float(functions.loss(outputs, y)) * len(y)
+            correct += int((outputs.argmax(dim=1) == y).sum())
+    functions.model.train()
+    return correct / len(inputs), total / len(inputs)
+
+
+@pytest.mark.parametrize("name", list(models()))
+def test_fused_evaluation_gives_the_modules_bits_and_serves_only_its_own_test_set(name):
+    model, inputs = models()[name]
+    generator = torch.Generator().manual_seed(2)
+    inputs = inputs.reshape(-1, *inputs.shape[2:])
+    targets = torch.randint(0, 10, (len(inputs),), generator=generator)
+    functions = ModelFunctions(model, nn.functional.cross_entropy)
+    theta = functions.initial_parameters()
+    theta += 0.3 * torch.randn(theta.shape, generator=generator)
+    assert functions.fused is not None
+    for _ in range(2):  # the second evaluation reads the cached parameter-free modules' output
+        assert functions.evaluate(theta, inputs, targets, chunk=8) == \
+            _module_evaluation(functions, theta, inputs, targets, chunk=8)
+    other = inputs.flip(0).contiguous()
+    assert functions.evaluate(theta, other, targets, chunk=8) == \
+        _module_evaluation(functions, theta, other, targets, chunk=8)
+    assert model.training  # evaluation leaves the model in training mode

@@ -36,7 +36,7 @@ def test_server_settings_are_neutral_in_the_hash():
     assert make_config(**DIGITS, servers=1).hash() == make_config(**DIGITS).hash()
     defaults = {name: getattr(RunConfig, name) for name in
                 ("servers", "byzantine_servers", "gather_every", "gather_rule", "pull_rule",
-                 "server_attack")}
+                 "server_attack", "worker_equivocation")}
     from benchmark.config import NEUTRAL
     assert all(NEUTRAL[name] == value for name, value in defaults.items())
 
@@ -64,6 +64,27 @@ def test_without_byzantine_servers_a_gather_every_step_keeps_servers_identical(p
     first = sim.replicas.servers[0].theta
     assert all(torch.equal(server.theta, first) for server in sim.replicas.servers)
     assert all(row["worst_accuracy"] == row["median_accuracy"] for row in evals)
+
+
+def test_equivocating_workers_pull_the_correct_servers_apart_and_gathers_bring_them_back():
+    # median is order-invariant: correct servers that get the same rows stay identical
+    settings = dict(DIGITS, defense="median", momentum_at="worker", steps=8, servers=3)
+    same, _, _ = rows_of(make_config(**settings, gather_every=100))
+    apart, _, sim = rows_of(make_config(**settings, gather_every=100, worker_equivocation=True))
+    gathered, _, _ = rows_of(make_config(**settings, gather_every=1, worker_equivocation=True))
+    assert all(row["server_drift"] == 0 for row in same)
+    assert all(row["server_drift"] > 0 for row in apart)
+    assert not torch.equal(sim.replicas.servers[0].theta, sim.replicas.servers[1].theta)
+    assert all(row["server_drift"] == 0 for row in gathered)
+
+
+def test_the_odd_servers_get_the_mirror_image_about_the_honest_mean():
+    from benchmark.stages.adversary import Adversary
+    honest = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    byzantine = torch.tensor([[0.0, 0.0], [5.0, -1.0]])
+    mirrored = Adversary.equivocated(byzantine, honest)
+    assert torch.equal(mirrored, torch.tensor([[4.0, 6.0], [-1.0, 7.0]]))
+    assert torch.equal(mirrored.mean(0) + byzantine.mean(0), 2 * honest.mean(0))
 
 
 @pytest.mark.parametrize("server_attack", SERVER_ATTACKS)
@@ -112,6 +133,9 @@ def test_a_replicated_run_resumes_to_the_same_files(tmp_path, monkeypatch):
     (["--servers", "4", "--byzantine-servers", "1", "--gather-rule", "krum"], "gather"),
     (["--servers", "3", "--byzantine-servers", "3"], "byzantine_servers must be in [0, servers)"),
     (["--servers", "4", "--server-attack", "nope"], "known server_attacks"),
+    (["--worker-equivocation"], "worker_equivocation needs at least 2 correct servers"),
+    (["--servers", "3", "--byzantine-servers", "2", "--worker-equivocation"],
+     "worker_equivocation needs at least 2 correct servers"),
 ])
 def test_a_gather_or_pull_with_too_few_correct_models_is_refused(capsys, tmp_path, args,
                                                                   message):

@@ -90,6 +90,11 @@ def add_run_settings(parser: argparse.ArgumentParser) -> None:
     servers.add_argument("--server-attack", metavar="ATTACK",
                          help="what the Byzantine servers send: model-little, model-empire, "
                               "equivocation, stale, silence (default none)")
+    servers.add_argument("--worker-equivocation", action="store_true", default=None,
+                         help="the Byzantine workers send the attack's vectors to the even-"
+                              "numbered correct servers and their mirror image about the "
+                              "honest mean to the odd ones, pulling the correct servers apart "
+                              "(needs --servers > 1)")
     group.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any other run setting, e.g. --set 'lr_schedule=[[1500,0.001]]' "
                             "(repeatable)")
@@ -100,7 +105,7 @@ def run_settings(args: argparse.Namespace) -> dict:
                 ("n", "f_real", "steps", "batch_size", "lr", "dampening", "nesterov", "l2",
                  "eval_every", "metrics", "device", "data_dir", "time_budget",
                  "servers", "byzantine_servers", "gather_every", "gather_rule", "pull_rule",
-                 "server_attack")}
+                 "server_attack", "worker_equivocation")}
     settings["momentum"] = args.momentum_factor
     if args.clip is not None:  # <= 0: no clip; nan stays, for validate to refuse
         settings["clip"] = None if args.clip <= 0 else args.clip

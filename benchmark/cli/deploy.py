@@ -38,6 +38,8 @@ def configs(args) -> dict:
     settings = run_settings(args)
     if args.attack != "none":
         raise UsageError("deploy runs honest workers only: drop --attack")
+    if settings.get("worker_equivocation"):
+        raise UsageError("deploy runs honest workers only: drop --worker-equivocation")
     if args.momentum == "server":
         raise UsageError("deploy supports momentum at 'worker' or 'update', not 'server'")
     common = dict(task=args.task, momentum_at=args.momentum, f=args.f, seed=args.seed,

@@ -47,6 +47,13 @@ class Adversary:
         crafted from what the honest workers submit."""
         return poisoned if poisoned is not None else self.attack(honest, defense)
 
+    @staticmethod
+    def equivocated(byzantine: torch.Tensor, honest: torch.Tensor) -> torch.Tensor:
+        """What equivocating Byzantine workers send the odd-numbered correct servers: the
+        mirror image of their vectors about the honest mean (2·mean − v), so that the
+        correct servers, which otherwise get the same rows, are pulled apart."""
+        return (2 * honest.mean(dim=0)).sub(byzantine)
+
     def server_models(self, models: torch.Tensor, recipients: int) -> torch.Tensor:
         """What the Byzantine servers send to `recipients` receivers, given the correct
         servers' models [c, d]: [f_ps, d], [f_ps, recipients, d] or nothing [0, d]."""
