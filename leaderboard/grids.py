@@ -138,17 +138,30 @@ def setting_grid(table: Table) -> Grid:
                                      "f": str(table.values["f"])}, sticky=True)
 
 
+def _peer_cell(m: Measurement) -> Cell:
+    if m.ratio_to_peer is None:
+        return Cell(DASH)
+    mark = "" if m.peer_agrees else " (differs)"
+    return Cell(f"{m.ratio_to_peer:.3g}{mark}", m.ratio_to_peer)
+
+
 def speed_grid(measurements: list[Measurement]) -> Grid:
+    peers = sorted({m.peer for m in measurements if m.peer})
     rows = [[Cell(m.device, m.device), Cell(str(m.d), m.d), Cell(str(m.n), m.n),
              Cell(str(m.f), m.f), Cell(m.defense, m.defense, ("page", m.defense)),
              number_cell(m.median_ms, ".3g"), number_cell(m.ratio_to_mean, ".3g"),
-             number_cell(m.ratio_to_gram, ".3g")]
+             number_cell(m.ratio_to_gram, ".3g"), *([_peer_cell(m)] if peers else [])]
             for m in measurements]
-    return Grid(["device", "d", "n", "f", "defense", "median ms", "× mean", "× Gram"], rows,
-                "Kernel speed", "speed",
-                ["Median time of one aggregation as `python -m benchmark kernels` recorded "
-                 "it in results/kernels/*.json (on CPU, the thread's CPU time), and its ratio "
-                 "to a plain mean and to the n × n Gram matrix of the same inputs."])
+    notes = ["Median time of one aggregation as `python -m benchmark kernels` recorded it in "
+             "results/kernels/*.json (on CPU, the thread's CPU time), and its ratio to a plain "
+             "mean and to the n × n Gram matrix of the same inputs."]
+    if peers:
+        notes.append(f"× peer: our time over {', '.join(peers)}'s implementation of the same "
+                     "rule, timed in the same rounds on the same input (below 1: ours is "
+                     "faster); *(differs)*: the peer returned another vector, so its "
+                     "definition differs and the ratio compares the same kind of computation.")
+    return Grid(["device", "d", "n", "f", "defense", "median ms", "× mean", "× Gram",
+                 *(["× peer"] if peers else [])], rows, "Kernel speed", "speed", notes)
 
 
 def excluded_grid(collection: Collection, kernel_problems: list[tuple[str, str]]) -> Grid:

@@ -79,7 +79,8 @@ def test_measure_gives_a_record_with_its_target():
 
 
 def test_targets_follow_the_issue():
-    assert kernels.target_of("median", 51, 24, 79_510)[:2] == ("ratio_to_mean", "<= 10x mean")
+    assert kernels.target_of("median", 51, 24, 79_510)[:2] == ("ratio_to_mean", "<= 5x mean")
+    assert kernels.target_of("phocas", 51, 12, 79_510)[1:] == ("<= 8x mean", 8.0)
     assert kernels.target_of("multi-krum", 51, 12, 79_510)[0] == "ratio_to_gram"
     assert kernels.target_of("krum:m=3", 51, 24, 79_510)[0] == "ratio_to_gram"
     assert kernels.target_of("median", 25, 5, 1_310_922) is None
@@ -156,3 +157,41 @@ def test_kernels_on_cuda(tmp_path):
     assert record["clock"] == "wall"
     records, skipped = kernels.run_cases([kernels.Case("krum", 11, 2, 1_000, 2)], "cuda", FAST)
     assert not skipped and records[0]["device"] == "cuda"
+
+
+def _fake_peer(monkeypatch, aggregate):
+    """A stand-in for an installed peer library, implementing `median`."""
+    from benchmark import peers
+    monkeypatch.setattr(peers, "peer_of", lambda label, f: (
+        ("fakepeer 1.0", aggregate) if label == "median" else None))
+
+
+def test_an_installed_peer_is_timed_beside_the_rule_and_its_agreement_recorded(monkeypatch):
+    _fake_peer(monkeypatch, lambda x: x.median(dim=0).values)
+    record = kernels.measure(kernels.Case("median", 11, 2, 1_000, 2), "cpu", FAST)
+    check_record(record)
+    assert record["peer"] == "fakepeer 1.0" and record["peer_agrees"] is True
+    assert record["ratio_to_peer"] == pytest.approx(record["median_ms"] / record["peer_ms"])
+    assert "peer" not in kernels.measure(kernels.Case("trmean", 11, 2, 1_000, 2), "cpu", FAST)
+
+
+def test_a_peer_computing_something_else_is_marked_as_not_agreeing(monkeypatch):
+    _fake_peer(monkeypatch, lambda x: x.mean(dim=0))
+    record = kernels.measure(kernels.Case("median", 11, 2, 1_000, 2), "cpu", FAST)
+    assert record["peer_agrees"] is False
+
+
+def test_without_the_peer_library_no_peer_is_offered(monkeypatch):
+    from benchmark import peers
+    monkeypatch.setattr(peers, "byzfl_version", lambda: None)
+    assert peers.peer_of("median", 2) is None
+    assert peers.peer_of("median:x=1", 2) is None and peers.peer_of("nnm+median", 2) is None
+
+
+def test_byzfl_agrees_with_our_coordinate_wise_rules_where_installed():
+    from benchmark import peers
+    pytest.importorskip("byzfl")
+    x = kernels.attacked_input(11, 2, 1_000, 0, "cpu")
+    for rule in ("average", "median", "trmean"):
+        _, peer = peers.peer_of(rule, 2)
+        assert peers.agrees(kernels.kernel_function(rule, 2, 0)(x), peer(x)), rule
