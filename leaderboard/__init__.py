@@ -30,6 +30,9 @@ from . import collect, grids, kernels, metadata, pages, render, scores, servers
 # so the real tasks come from `board` (sized for one machine) and the rest, digits (the
 # laptop board) last, from `standard` (the complete matrix).
 BOARDS = ("board", "standard")
+# Profiles shown in a section of their own, not ranked (leaderboard.servers), whose results
+# are committed and validated like the boards'.
+SECTIONS = ("servers",)
 
 
 def board_profiles(names=BOARDS) -> list[matrix.Profile]:

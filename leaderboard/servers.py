@@ -20,7 +20,7 @@ from . import collect, scores
 from .grids import Cell, Grid, defense_cell, mean_cell, stat_cell
 from .statistics import Stat
 
-PROFILE = "servers"
+PROFILE = "servers"  # in leaderboard.SECTIONS
 
 
 def _worst_server_accuracy(result: collect.Result) -> float:

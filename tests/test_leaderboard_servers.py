@@ -51,3 +51,12 @@ def test_an_incomplete_group_is_not_shown(one_group, tmp_path):
     shutil.rmtree(copy / folders[0].relative_to(root))
     assert servers.section(copy) is None
     assert "Byzantine servers" not in leaderboard.build(copy).markdown
+
+
+def test_validate_checks_servers_results_against_their_own_profile(one_group, capsys):
+    from benchmark.cli import main
+    root, _ = one_group
+    assert main(["validate", "--results", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "not a result of the board's profiles" not in out
+    assert "median on digits: 96 of 99 cells of the servers matrix missing" in out

@@ -6,7 +6,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from .. import dask_executor, store
+from .. import dask_executor, matrix, store
 from ..api import UsageError
 from ._common import add_results_location
 
@@ -105,12 +105,14 @@ def _leftover_problem(path: Path) -> tuple[str, str]:
 
 
 def main(args) -> int:
-    from leaderboard import BOARDS, board_profiles, collect, kernels
+    from leaderboard import BOARDS, SECTIONS, board_profiles, collect, kernels
 
     root = Path(args.results)
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
     profiles = {p.name: p for p in board_profiles(args.profile or BOARDS)}
+    if not args.profile:
+        profiles |= {name: matrix.load_profile(name) for name in SECTIONS}
     folders, stray, leftovers = _candidates(root, args.base)
     errors = [f"{name}: not inside a cell folder (a folder with a run.json)" for name in stray]
     warnings = []
