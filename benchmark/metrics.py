@@ -180,28 +180,24 @@ class StepMetrics:
         previous = list(self.past)[:1]
         window_sum = self.window.discounted_sum(step)
         stacked = torch.stack([means[name].to(defense.dtype) for name in SETS] + previous)
-        pieces = [  # everything the row needs, moved to the host at once
-            (stacked @ stacked.T).flatten(),
-            stacked[:len(SETS)].abs().amax(dim=1),
-            torch.linalg.vector_norm(stacked[:len(SETS) - 1], dim=1),
-            _norm64(defense).reshape(1),  # as with metrics off, to the last bit
-            *[torch.linalg.vector_norm(sets[name], dim=1) for name in spread],
-        ]
-        if window_sum is not None:
-            pieces.append(torch.dot(means["sampled"], window_sum.to(means["sampled"].dtype))
-                          .reshape(1))
-        values = torch.cat([piece.to(torch.float64) for piece in pieces]).tolist()
+        host = _to_host({  # everything the row needs, moved to the host at once
+            "gram": stacked @ stacked.T,
+            "max_coord": stacked[:len(SETS)].abs().amax(dim=1),
+            "norm": torch.linalg.vector_norm(stacked[:len(SETS) - 1], dim=1),
+            "defense_norm": _norm64(defense),  # as with metrics off, to the last bit
+            **{f"row_norms:{name}": torch.linalg.vector_norm(sets[name], dim=1)
+               for name in spread},
+            **({} if window_sum is None else {"curvature_dot": torch.dot(
+                means["sampled"], window_sum.to(means["sampled"].dtype))}),
+        })
         self.window.append(means["sampled"])
 
         size = len(stacked)
-        gram = [values[i * size:(i + 1) * size] for i in range(size)]
-        rest = values[size * size:]
-        max_coord, rest = dict(zip(SETS, rest[:len(SETS)])), rest[len(SETS):]
-        norm, rest = dict(zip(SETS, rest[:len(SETS)])), rest[len(SETS):]
-        row_norms = {}
-        for name in spread:
-            row_norms[name], rest = rest[:counts[name]], rest[counts[name]:]
-        curvature_dot = rest[0] if window_sum is not None else NAN
+        gram = [host["gram"][i * size:(i + 1) * size] for i in range(size)]
+        max_coord = dict(zip(SETS, host["max_coord"]))
+        norm = dict(zip(SETS, host["norm"] + host["defense_norm"]))
+        row_norms = {name: host[f"row_norms:{name}"] for name in spread}
+        curvature_dot = host["curvature_dot"][0] if window_sum is not None else NAN
 
         squared_deviation = self._squared_deviations(sets, means, counts, norm, row_norms)
         squared_deviation.update(dict.fromkeys(identical, 0.0))
@@ -248,6 +244,17 @@ class StepMetrics:
             for name, value in zip(recompute, exact):
                 result[name] = value / (counts[name] - 1)
         return result
+
+
+def _to_host(named: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Each tensor's values as float64 host numbers, under its name: one concatenation
+    and one device-to-host transfer for all of them."""
+    flat = [tensor.reshape(-1).to(torch.float64) for tensor in named.values()]
+    values = torch.cat(flat).tolist()
+    result, start = {}, 0
+    for name, piece in zip(named, flat):
+        result[name], start = values[start:start + len(piece)], start + len(piece)
+    return result
 
 
 def _means(sets: dict[str, torch.Tensor], vectors_of: dict[str, str], defense: torch.Tensor):
