@@ -118,8 +118,7 @@ def main(args) -> int:
         kind, problem = _leftover_problem(path)
         (errors if kind == "error" else warnings).append(
             f"{path.relative_to(root).as_posix()}: {problem}")
-    collections = {name: collect.collect(root, profile) for name, profile in profiles.items()}
-    whole = collect.merged(list(collections.values()))
+    whole = collect.collect_many(root, list(profiles.values()))
     usable = {result.folder: result for result in whole.results}
     submitted = set()
     for folder in folders:
@@ -147,10 +146,10 @@ def main(args) -> int:
         profile = profiles[name]
         if task not in profile.tasks:
             continue  # the board shows this task from an earlier profile
-        expected = collect.ProfileCells(profile).expected(defense, task)
+        expected = whole.facts.cells(name, defense, task)
         missing = sorted(set(expected) - present[name, defense, task])
         if missing:
-            example = expected[missing[0]].label
+            example = expected[missing[0]]
             errors.append(f"{defense} on {task}: {len(missing)} of {len(expected)} cells of the "
                           f"{name} matrix missing (e.g. {example}); run `python -m "
                           f"benchmark run --defense {defense} --profile {name} --task "
