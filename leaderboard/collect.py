@@ -117,7 +117,7 @@ def _sealed(folder: Path, profile: matrix.Profile) -> tuple[tuple[dict, RunConfi
     return (record, config), ""
 
 
-def _judged(folder: Path, record: dict, config: RunConfig, profile: matrix.Profile,
+def judged(folder: Path, record: dict, config: RunConfig, profile: matrix.Profile,
             facts: plugin_facts.Facts) -> tuple[Result | None, str]:
     """(the usable result, "") or (None, why the folder is excluded), by what the plugins
     of the tree say of its names."""
@@ -215,12 +215,14 @@ def _complete(results: list[Result], profile: matrix.Profile, facts: plugin_fact
     return kept, coverage
 
 
-def collect_many(root: Path | str, profiles: list[matrix.Profile]) -> Collection:
+def collect_many(root: Path | str, profiles: list[matrix.Profile],
+                 also: list[dict] = ()) -> Collection:
     """The usable results under root/<profile>/ for each profile (their tasks do not
-    overlap), as one collection: see `collect`."""
+    overlap), as one collection: see `collect`. The plugin facts of the collection also
+    cover the names of the run records `also` (e.g. of deleted cells)."""
     root = Path(root)
     return _collect(root, [(profile, list(store.cell_folders(root / profile.name)))
-                           for profile in profiles])
+                           for profile in profiles], also)
 
 
 def collect(root: Path | str, profile: matrix.Profile,
@@ -233,7 +235,18 @@ def collect(root: Path | str, profile: matrix.Profile,
     return _collect(root, [(profile, folders)])
 
 
-def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]]) -> Collection:
+def _configs(records: list[dict]) -> list[RunConfig]:
+    configs = []
+    for record in records:
+        try:
+            configs.append(RunConfig.from_dict(record["config"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # nothing to ask about a config that does not load
+    return configs
+
+
+def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]],
+             also: list[dict] = ()) -> Collection:
     """Reads and checks every folder first, then asks a child process once what the
     plugins say of the names found (`benchmark.plugin_facts`), then judges."""
     sealed, excluded = [], {profile.name: defaultdict(list) for profile, _ in work}
@@ -248,16 +261,19 @@ def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]]) -> Colle
                 exclude(profile, folder, reason)
             else:
                 sealed.append((profile, folder, *found))
+    named = [(p, c) for p, _, _, c in sealed]
+    by_name = {profile.name: profile for profile, _ in work}
+    named += [(by_name[c.profile], c) for c in _configs(also) if c.profile in by_name]
     facts = plugin_facts.ask(
         [profile for profile, _ in work],
-        versions={(c.defense, c.attack, c.task) for _, _, _, c in sealed},
-        expected={(p.name, c.defense, c.task) for p, _, _, c in sealed if c.task in p.tasks})
+        versions={(c.defense, c.attack, c.task) for _, c in named},
+        expected={(p.name, c.defense, c.task) for p, c in named if c.task in p.tasks})
     collections = []
     for profile, _ in work:
         usable = []
         for owner, folder, record, config in sealed:
             if owner is profile:
-                result, reason = _judged(folder, record, config, profile, facts)
+                result, reason = judged(folder, record, config, profile, facts)
                 if result is None:
                     exclude(profile, folder, reason)
                 else:

@@ -1,13 +1,16 @@
 """The checkers (`validate`, `leaderboard --check`) against submissions that try to get
 past them: a plugin module that patches the checks at import, deleted and replaced result
 files, a re-sealed summary that its eval.csv contradicts."""
+import gzip
+import shutil
+import subprocess
 import sys
 
 import leaderboard
 from benchmark import store
 from benchmark.cli import main as cli_main
-from tests.leaderboard_fixtures import (cell_folder, results, tiny,  # noqa: F401
-                                        tiny_profile_dir, tiny_results)
+from tests.leaderboard_fixtures import (cell_folder, results, rewrite_record,  # noqa: F401
+                                        tiny, tiny_profile_dir, tiny_results)
 from tests.plugin_fixtures import write_plugin
 
 SEAL_OFF = """
@@ -47,3 +50,56 @@ def test_a_plugin_that_switches_the_seal_check_off_at_import_does_not_reach_the_
     assert check_board(results, board) == 1
     assert store.seal_problem is honest_seal
     assert not [name for name in sys.modules if "zz_helper" in name]
+
+
+def commit(root):
+    def git(*args):
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "results")
+
+
+def test_validate_reports_a_deleted_cell_and_the_group_it_leaves_incomplete(results, capsys):
+    commit(results)
+    folder = cell_folder(results, "median", "little", "worker", 1)
+    shutil.rmtree(folder)
+    relative = folder.relative_to(results).as_posix()
+    for extra in (["--base", "HEAD"], []):
+        assert validate(results, *extra) == 1
+        out = capsys.readouterr().out
+        assert (f"error: {relative}: deleted since HEAD: a result on the board is never "
+                f"removed (its group leaves the ranking); restore it with `git checkout HEAD "
+                f"-- {results}/{relative}`") in out
+        assert ("error: median on digits (momentum_at worker, f 2): incomplete after 1 "
+                "deletion(s): 1 of its 4 cells missing") in out
+
+
+def test_validate_reports_a_deleted_file_and_a_cell_replaced_by_other_numbers(results, capsys):
+    commit(results)
+    (cell_folder(results, "average", "none", "update", 1) / store.TRACE).unlink()
+    replaced = cell_folder(results, "median", "none", "worker", 2)
+    trace = gzip.decompress((replaced / store.TRACE).read_bytes()).decode().split("\n")
+    trace[1] = trace[1].replace(",", ",9", 1)  # the first step's loss
+    (replaced / store.TRACE).write_bytes(gzip.compress("\n".join(trace).encode()))
+    rewrite_record(replaced, lambda record: record["files"].update(
+        {store.TRACE: store.content_hash(replaced / store.TRACE)}))
+    assert validate(results, "--base", "HEAD") == 1
+    out = capsys.readouterr().out
+    assert "/update-f2-s1-" in out and "/trace.csv.gz: deleted since HEAD: restore it with" in out
+    assert (f"{replaced.relative_to(results).as_posix()}: replaced by other numbers under the "
+            "same behaviour versions") in out
+
+
+def test_validate_lets_a_stale_cell_go(results, capsys):  # it no longer counted
+    commit(results)
+    folder = cell_folder(results, "median", "little", "worker", 1)
+    rewrite_record(folder, lambda record: record["versions"]["defense"].update(median=0))
+    commit(results)
+    shutil.rmtree(folder)
+    assert validate(results, "--base", "HEAD") == 0
+    out = capsys.readouterr().out
+    assert "deleted since HEAD; it did not count (stale: behaviour changed" in out
+    assert "never removed" not in out
