@@ -3,7 +3,8 @@
 A result folder enters if, in this order of checks, it
   1. has a readable run.json that passes its schema          (else "malformed")
   2. was run under the leaderboard's profile                 (else "profile quick ...")
-  3. is unchanged since its run (files and record sealed)    (else "hand-edited")
+  3. is unchanged since its run (files and record sealed, and
+     its summary is what its files give)                     (else "hand-edited")
   4. names a defense, attack and task registered in the tree (else "not registered")
   5. ran with the behaviour versions now in the tree          (else "stale")
   6. is a cell of the profile as it is now                   (else "not a cell of")
@@ -23,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import behaviour, matrix, plugin_facts, store
+from benchmark import behaviour, matrix, plugin_facts, store, summary_check
 from benchmark.api import UsageError
 from benchmark.config import RunConfig
 
@@ -105,7 +106,7 @@ def _sealed(folder: Path, profile: matrix.Profile) -> tuple[tuple[dict, RunConfi
         kind = ("never enter the leaderboard" if config_values["profile"]
                 in NON_LEADERBOARD_PROFILES else f"are not the {profile.name} leaderboard's")
         return None, f"profile {config_values['profile']}: its results {kind}"
-    problem = store.seal_problem(folder, record)
+    problem = store.seal_problem(folder, record) or summary_check.summary_problem(folder, record)
     if problem:
         return None, f"hand-edited: {problem}"
     try:

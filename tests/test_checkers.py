@@ -2,13 +2,16 @@
 past them: a plugin module that patches the checks at import, deleted and replaced result
 files, a re-sealed summary that its eval.csv contradicts."""
 import gzip
+import json
 import shutil
 import subprocess
 import sys
+import types
 
 import leaderboard
-from benchmark import store
+from benchmark import registry, store
 from benchmark.cli import main as cli_main
+from leaderboard import collect
 from tests.leaderboard_fixtures import (cell_folder, results, rewrite_record,  # noqa: F401
                                         tiny, tiny_profile_dir, tiny_results)
 from tests.plugin_fixtures import write_plugin
@@ -50,6 +53,7 @@ def test_a_plugin_that_switches_the_seal_check_off_at_import_does_not_reach_the_
     assert check_board(results, board) == 1
     assert store.seal_problem is honest_seal
     assert not [name for name in sys.modules if "zz_helper" in name]
+    assert registry.discover.cache_info().currsize == 0  # no discovery in this process
 
 
 def commit(root):
@@ -103,3 +107,30 @@ def test_validate_lets_a_stale_cell_go(results, capsys):  # it no longer counted
     out = capsys.readouterr().out
     assert "deleted since HEAD; it did not count (stale: behaviour changed" in out
     assert "never removed" not in out
+
+
+def test_a_resealed_summary_that_eval_csv_contradicts_is_rejected(results, capsys):
+    folder = cell_folder(results, "median", "little", "update", 1)
+    accuracy = json.loads((folder / "run.json").read_text())["summary"]["final_accuracy"]
+    rewrite_record(folder, lambda record: record["summary"].update(
+        final_accuracy=round(accuracy + 0.3, 4)))  # as krum's fang-krum cell, 0.2055 -> 0.9055
+    assert validate(results) == 1
+    assert (f"hand-edited: run.json's summary disagrees with its files: final_accuracy "
+            f"{round(accuracy + 0.3, 4)!r} (files: {accuracy!r})") in capsys.readouterr().out
+
+
+def test_a_resealed_condition_share_is_rejected_by_validate_and_the_board_check(
+        results, tiny, tmp_path, monkeypatch, capsys):
+    folder = cell_folder(results, "median", "little", "update", 1)
+    share = json.loads((folder / "run.json").read_text())["summary"]["condition_share"]
+    rewrite_record(folder, lambda record: record["summary"].update(
+        condition_share=0.0 if share else 1.0))
+    with monkeypatch.context() as patched:  # the board a tree without the check gives
+        patched.setattr(collect, "summary_check", types.SimpleNamespace(
+            summary_problem=lambda folder, record: None), raising=False)
+        board = tmp_path / "LEADERBOARD.md"
+        board.write_text(leaderboard.build(results, tiny).markdown)
+    assert validate(results) == 1
+    assert "hand-edited: run.json's summary disagrees with its files: condition_share" in \
+        capsys.readouterr().out
+    assert check_board(results, board) == 1
