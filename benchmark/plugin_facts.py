@@ -71,12 +71,15 @@ def ask(profiles, versions=(), expected=()) -> Facts:
     except subprocess.TimeoutExpired:
         raise UsageError(f"plugin discovery took over {TIMEOUT} s in its child process: a "
                          "plugin module hangs when imported; fix or remove it") from None
-    if child.returncode:
+    try:
+        answer = None if child.returncode else json.loads(child.stdout)
+    except ValueError:
+        answer = None
+    if answer is None:
         tail = "\n".join(child.stderr.strip().splitlines()[-15:])
         raise UsageError(f"plugin discovery failed in its child process (exit code "
-                         f"{child.returncode}): a plugin module ends or breaks the process "
-                         f"when imported; fix or remove it. Its output:\n{tail}")
-    answer = json.loads(child.stdout)
+                         f"{child.returncode}, no answer): a plugin module ends or breaks the "
+                         f"process when imported; fix or remove it. Its output:\n{tail}")
     return Facts({tuple(key): value for key, value in answer["versions"]},
                  {tuple(key): value for key, value in answer["expected"]},
                  answer["listed"], answer["defenses"])

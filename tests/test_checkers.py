@@ -134,3 +134,12 @@ def test_a_resealed_condition_share_is_rejected_by_validate_and_the_board_check(
     assert "hand-edited: run.json's summary disagrees with its files: condition_share" in \
         capsys.readouterr().out
     assert check_board(results, board) == 1
+
+
+def test_a_plugin_that_ends_discovery_stops_the_checkers_with_a_clear_message(
+        results, plugin_dir, capsys):
+    write_plugin(plugin_dir, "defenses", "zz_exit", "import sys; sys.exit(0)")
+    assert validate(results) == 2
+    assert ("plugin discovery failed in its child process (exit code 0, no answer): a plugin "
+            "module ends or breaks the process when imported; fix or remove it") in \
+        capsys.readouterr().err

@@ -31,7 +31,7 @@ def _judge_before(change, root: Path, profiles, facts):
 
 
 def problems(root: Path, given: str, base: str, deleted, replaced, whole,
-                      profiles) -> tuple[list[str], list[str]]:
+             profiles) -> tuple[list[str], list[str]]:
     """(errors, warnings) for the cells deleted or replaced since `base`, and the groups a
     deletion leaves incomplete."""
     errors, warnings, lost = [], [], defaultdict(int)
