@@ -98,7 +98,8 @@ def build(results: Path | str, profile=BOARDS,
     also writes the site there (index.html, defenses/<name>.html, and plots/ when `draw`).
     Returns the Markdown and what it shows."""
     profiles = board_profiles(profile)
-    collection = collect.merged([collect.collect(results, p) for p in profiles])
+    collection = collect.collect_many(results, profiles)
+    metadata.use(collection.facts.defenses)
     board = scores.build(collection.results)
     measurements, kernel_problems = kernels.load(results)
     drawn = None

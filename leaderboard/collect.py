@@ -3,7 +3,8 @@
 A result folder enters if, in this order of checks, it
   1. has a readable run.json that passes its schema          (else "malformed")
   2. was run under the leaderboard's profile                 (else "profile quick ...")
-  3. is unchanged since its run (files and record sealed)    (else "hand-edited")
+  3. is unchanged since its run (files and record sealed, and
+     its summary is what its files give)                     (else "hand-edited")
   4. names a defense, attack and task registered in the tree (else "not registered")
   5. ran with the behaviour versions now in the tree          (else "stale")
   6. is a cell of the profile as it is now                   (else "not a cell of")
@@ -11,6 +12,10 @@ A result folder enters if, in this order of checks, it
 and its group (task, placement, f and any grid value, defense) is complete: every attack
 and seed the profile expects of it is present (else "incomplete"). The coverage (cells
 present / expected) is counted per task and setting.
+
+Checks 1 to 3 read the files only; 4 to 6 and the completeness take what the plugins say of
+the names found from a child process (`benchmark.plugin_facts`): no plugin module is
+imported into the process that checks the results.
 """
 from __future__ import annotations
 
@@ -19,12 +24,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import behaviour, matrix, registry, store
+from benchmark import behaviour, matrix, plugin_facts, store, summary_check
 from benchmark.api import UsageError
 from benchmark.config import RunConfig
 
 NON_LEADERBOARD_PROFILES = ("quick", "smoke", "adhoc")
-BASELINE_ATTACK = "none (baseline)"
+BASELINE_ATTACK = plugin_facts.BASELINE_ATTACK
 NOT_SETTING = ("defense", "attack", "seed", "n")  # label keys that do not define a setting
 
 
@@ -68,6 +73,7 @@ class Collection:
     sound: list[Result] = field(default_factory=list)  # results before the completeness check
     coverage: dict[tuple, list[int]] = field(default_factory=dict)  # (task, setting) ->
     # [cells present, cells expected]
+    facts: plugin_facts.Facts | None = None  # what the plugins say of the names judged
 
 
 def read_evaluations(path: Path) -> list[tuple[int, float]]:
@@ -89,51 +95,9 @@ def setting_of(label: dict) -> tuple:
     return tuple((key, value) for key, value in label.items() if key not in NOT_SETTING)
 
 
-class ProfileCells:
-    """The cells `profile` expects, per defense and task (expanded once, then cached)."""
-
-    def __init__(self, profile: matrix.Profile):
-        self.profile = profile
-        self._cache: dict[tuple[str, str], dict[str, matrix.Cell]] = {}
-        self._baselines: dict[str, dict[str, matrix.Cell]] = {}
-
-    def _baseline_cells(self, task: str) -> dict[str, matrix.Cell]:
-        if task not in self._baselines:
-            cells = []
-            if getattr(self.profile, "baseline", None) and getattr(self.profile, "defenses", None):
-                cells = matrix.expand(self.profile, None, tasks=[task], attacks=["none"])
-            self._baselines[task] = {cell.config.hash(): cell for cell in cells
-                                     if cell.invalid is None
-                                     and cell.label["attack"] == BASELINE_ATTACK}
-        return self._baselines[task]
-
-    def listed_defenses(self) -> list[str]:
-        """The defenses a whole-profile run covers (none if the profile lists none)."""
-        if not getattr(self.profile, "defenses", None):
-            return []
-        return matrix.profile_defenses(self.profile)
-
-    def expected(self, defense: str, task: str) -> dict[str, matrix.Cell]:
-        """Every valid cell for `defense` on `task`, by config hash (with the baseline's
-        when `defense` is the profile's baseline rule). Raises UsageError."""
-        if (defense, task) not in self._cache:
-            cells = matrix.expand(self.profile, defense, tasks=[task])
-            expected = {cell.config.hash(): cell for cell in cells if cell.invalid is None}
-            expected.update({key: cell for key, cell in self._baseline_cells(task).items()
-                             if cell.config.defense == defense})
-            self._cache[defense, task] = expected
-        return self._cache[defense, task]
-
-
-@functools.lru_cache(maxsize=4096)
-def current_versions(defense: str, attack: str, task: str) -> dict:
-    """benchmark.behaviour.versions, once per (defense, attack, task): treat as read-only."""
-    return behaviour.versions(defense, attack, task)
-
-
-def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | None, str]:
-    """(the usable result, "") or (None, why the folder is excluded)."""
-    profile = cells.profile
+def _sealed(folder: Path, profile: matrix.Profile) -> tuple[tuple[dict, RunConfig] | None, str]:
+    """((run.json, its config), "") or (None, why the folder is excluded): the checks that
+    need nothing from the plugins."""
     record, problem = store.check_run(folder, full=False)  # `validate` checks the schema
     if record is None:
         return None, f"malformed: {problem}"
@@ -142,7 +106,7 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
         kind = ("never enter the leaderboard" if config_values["profile"]
                 in NON_LEADERBOARD_PROFILES else f"are not the {profile.name} leaderboard's")
         return None, f"profile {config_values['profile']}: its results {kind}"
-    problem = store.seal_problem(folder, record)
+    problem = store.seal_problem(folder, record) or summary_check.summary_problem(folder, record)
     if problem:
         return None, f"hand-edited: {problem}"
     try:
@@ -151,8 +115,15 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
         return None, f"malformed: its config does not load ({error})"
     if config.hash() != record["config_hash"]:
         return None, "hand-edited: config_hash does not match its config"
+    return (record, config), ""
+
+
+def judged(folder: Path, record: dict, config: RunConfig, profile: matrix.Profile,
+            facts: plugin_facts.Facts) -> tuple[Result | None, str]:
+    """(the usable result, "") or (None, why the folder is excluded), by what the plugins
+    of the tree say of its names."""
     try:  # resolves the three names: an unknown one raises
-        versions = current_versions(config.defense, config.attack, config.task)
+        versions = facts.versions_of(config.defense, config.attack, config.task)
     except UsageError as error:
         return None, f"not registered in this tree: {error}"
     stale = behaviour.stale_reason(record, versions)
@@ -162,14 +133,14 @@ def examine(folder: Path, root: Path, cells: ProfileCells) -> tuple[Result | Non
         return None, (f"task {config.task}: the board shows it from another profile's "
                       "results (see BOARDS in leaderboard/__init__.py)")
     try:
-        expected = cells.expected(config.defense, config.task)
+        expected = facts.cells(profile.name, config.defense, config.task)
     except UsageError as error:
         return None, f"the {profile.name} profile cannot expand it: {error}"
-    cell = expected.get(config.hash())
-    if cell is None:
+    label = expected.get(config.hash())
+    if label is None:
         return None, (f"not a cell of the current {profile.name} profile (its settings, "
                       "f, seed or attack differ from the profile's)")
-    return Result(folder, record, dict(cell.label), config=config), ""
+    return Result(folder, record, dict(label), config=config), ""
 
 
 def _relative(folder: Path, root: Path) -> str:
@@ -210,7 +181,8 @@ def group_key(result: Result) -> tuple:
     return config["task"], config["defense"], result.is_baseline, result.setting
 
 
-def _complete(results: list[Result], cells: ProfileCells, exclude) -> tuple[list[Result], dict]:
+def _complete(results: list[Result], profile: matrix.Profile, facts: plugin_facts.Facts,
+              exclude) -> tuple[list[Result], dict]:
     """Keeps the groups (task, defense, setting) that have every cell the profile expects
     of them, every seed of every attack: a defense is ranked in a setting only on its whole
     matrix there, so no one picks which runs count. Returns the kept results and the
@@ -221,12 +193,12 @@ def _complete(results: list[Result], cells: ProfileCells, exclude) -> tuple[list
         present[group_key(result)].add(result.record["config_hash"])
     expected: dict[tuple, set[str]] = defaultdict(set)
     defenses = {key[:2] for key in present}
-    for task in cells.profile.tasks:
-        defenses |= {(task, name) for name in cells.listed_defenses()}
+    for task in profile.tasks:
+        defenses |= {(task, name) for name in facts.listed[profile.name]}
     for task, defense in sorted(defenses):
-        for key, cell in cells.expected(defense, task).items():
-            expected[task, defense, cell.label["attack"] == BASELINE_ATTACK,
-                     setting_of(cell.label)].add(key)
+        for key, label in facts.cells(profile.name, defense, task).items():
+            expected[task, defense, label["attack"] == BASELINE_ATTACK,
+                     setting_of(label)].add(key)
     coverage: dict[tuple, list[int]] = {}
     for group, keys in expected.items():
         counts = coverage.setdefault((group[0], group[3]), [0, 0])
@@ -244,6 +216,16 @@ def _complete(results: list[Result], cells: ProfileCells, exclude) -> tuple[list
     return kept, coverage
 
 
+def collect_many(root: Path | str, profiles: list[matrix.Profile],
+                 also: list[dict] = ()) -> Collection:
+    """The usable results under root/<profile>/ for each profile (their tasks do not
+    overlap), as one collection: see `collect`. The plugin facts of the collection also
+    cover the names of the run records `also` (e.g. of deleted cells)."""
+    root = Path(root)
+    return _collect(root, [(profile, list(store.cell_folders(root / profile.name)))
+                           for profile in profiles], also)
+
+
 def collect(root: Path | str, profile: matrix.Profile,
             folders: list[Path] | None = None) -> Collection:
     """The usable results under root/<profile>/ (or among `folders`), and the exclusions,
@@ -251,35 +233,71 @@ def collect(root: Path | str, profile: matrix.Profile,
     root = Path(root)
     if folders is None:
         folders = list(store.cell_folders(root / profile.name))
-    excluded: dict[tuple[str, str], list[str]] = defaultdict(list)
+    return _collect(root, [(profile, folders)])
 
-    def exclude(folder: Path, reason: str) -> None:
-        excluded[_where(folder, root), reason].append(_relative(folder, root))
 
-    cells = ProfileCells(profile)
-    current_versions.cache_clear()  # plugins may have changed since the last collection
-    usable = []
-    for folder in sorted(folders):
-        result, reason = examine(folder, root, cells)
-        if result is None:
-            exclude(folder, reason)
-        else:
-            usable.append(result)
-    sound = _dedupe(usable, root, exclude)
-    usable, coverage = _complete(sound, cells, exclude)
-    usable.sort(key=lambda r: r.folder.as_posix())
-    exclusions = [Exclusion(where, reason, len(paths), sorted(paths)[0])
-                  for (where, reason), paths in sorted(excluded.items())]
-    reasons = {path: reason for (_, reason), paths in excluded.items() for path in paths}
-    return Collection(usable, exclusions, dict(sorted(reasons.items())), sound,
-                      dict(sorted(coverage.items(), key=lambda item: repr(item[0]))))
+def _configs(records: list[dict]) -> list[RunConfig]:
+    configs = []
+    for record in records:
+        try:
+            configs.append(RunConfig.from_dict(record["config"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # nothing to ask about a config that does not load
+    return configs
+
+
+def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]],
+             also: list[dict] = ()) -> Collection:
+    """Reads and checks every folder first, then asks a child process once what the
+    plugins say of the names found (`benchmark.plugin_facts`), then judges."""
+    sealed, excluded = [], {profile.name: defaultdict(list) for profile, _ in work}
+
+    def exclude(profile: matrix.Profile, folder: Path, reason: str) -> None:
+        excluded[profile.name][_where(folder, root), reason].append(_relative(folder, root))
+
+    for profile, folders in work:
+        for folder in sorted(folders):
+            found, reason = _sealed(folder, profile)
+            if found is None:
+                exclude(profile, folder, reason)
+            else:
+                sealed.append((profile, folder, *found))
+    named = [(p, c) for p, _, _, c in sealed]
+    by_name = {profile.name: profile for profile, _ in work}
+    named += [(by_name[c.profile], c) for c in _configs(also) if c.profile in by_name]
+    facts = plugin_facts.ask(
+        [profile for profile, _ in work],
+        versions={(c.defense, c.attack, c.task) for _, c in named},
+        expected={(p.name, c.defense, c.task) for p, c in named if c.task in p.tasks})
+    collections = []
+    for profile, _ in work:
+        usable = []
+        for owner, folder, record, config in sealed:
+            if owner is profile:
+                result, reason = judged(folder, record, config, profile, facts)
+                if result is None:
+                    exclude(profile, folder, reason)
+                else:
+                    usable.append(result)
+        mine = functools.partial(exclude, profile)
+        sound = _dedupe(usable, root, mine)
+        usable, coverage = _complete(sound, profile, facts, mine)
+        usable.sort(key=lambda r: r.folder.as_posix())
+        found = excluded[profile.name]
+        exclusions = [Exclusion(where, reason, len(paths), sorted(paths)[0])
+                      for (where, reason), paths in sorted(found.items())]
+        reasons = {path: reason for (_, reason), paths in found.items() for path in paths}
+        collections.append(Collection(
+            usable, exclusions, dict(sorted(reasons.items())), sound,
+            dict(sorted(coverage.items(), key=lambda item: repr(item[0]))), facts))
+    return merged(collections)
 
 
 def merged(collections: list[Collection]) -> Collection:
     """Several profiles' collections as one (their tasks do not overlap)."""
     if len(collections) == 1:
         return collections[0]
-    whole = Collection()
+    whole = Collection(facts=collections[0].facts)
     for part in collections:
         whole.results += part.results
         whole.exclusions += part.exclusions

@@ -4,9 +4,9 @@ its links point: its paper (a Google Scholar search for the citation, since the 
 carry no URLs), its source file (a path relative to the repository) and its page on the
 site.
 
-Only the registry's discovery imports plugins (collect resolved every defense on the
-board through it already): nothing here runs plugin code, so the board stays a pure
-function of the results and the plugin metadata in the tree.
+The metadata comes from the child process that discovered the plugins for `collect`
+(`benchmark.plugin_facts`), installed by `use`: no plugin is imported here, so the board
+stays a pure function of the results and the plugin metadata in the tree.
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from benchmark import registry
-from benchmark.api import UsageError
+from benchmark import plugin_facts, registry
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SCHOLAR_SEARCH = "https://scholar.google.com/scholar?q="
@@ -53,10 +52,6 @@ def plugin_name(part: str) -> str:
     return part.partition(":")[0].strip()
 
 
-def _option_text(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def source_path(path: Path) -> str | None:
     try:
         return path.resolve().relative_to(REPOSITORY).as_posix()
@@ -64,15 +59,24 @@ def source_path(path: Path) -> str | None:
         return None
 
 
+_defenses: dict[str, dict] | None = None  # name -> metadata (plugin_facts.Facts.defenses)
+
+
+def use(defenses: dict[str, dict]) -> None:
+    """Takes the defenses' metadata from `defenses` (the collection's plugin facts)."""
+    global _defenses
+    _defenses = defenses
+
+
 def component(name: str) -> Component:
-    try:
-        plugin = registry.lookup("defense", name)
-    except UsageError:
+    if _defenses is None:
+        use(plugin_facts.ask([]).defenses)
+    found = _defenses.get(name)
+    if found is None:
         return Component(name, registered=False)
-    spec = plugin.spec
-    return Component(name, spec.description, spec.reference, spec.requirement,
-                     tuple((key, _option_text(value)) for key, value in spec.options.items()),
-                     spec.preaggregator, source_path(plugin.path))
+    return Component(name, found["description"], found["reference"], found["requirement"],
+                     tuple(map(tuple, found["options"])), found["preaggregator"],
+                     source_path(Path(found["path"])))
 
 
 def components(defense: str) -> list[Component]:

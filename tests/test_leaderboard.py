@@ -11,6 +11,7 @@ from benchmark.cli import main as cli_main
 from leaderboard import collect, kernels, scores
 from tests.leaderboard_fixtures import (cell_folder, reasons, results,  # noqa: F401
                                         rewrite_record, tiny, tiny_profile_dir, tiny_results)
+from tests.plugin_fixtures import write_plugin
 
 # --- exclusions on real result files ---------------------------------------------------
 
@@ -94,18 +95,14 @@ def test_a_refactor_keeps_every_result_and_a_harness_version_bump_stales_all(
     assert set(found.values()) == {"stale: behaviour changed since the run (harness 1 → 2)"}
 
 
-def test_a_defense_version_bump_stales_that_defenses_cells_only(results, tiny, monkeypatch):
-    import dataclasses
-
-    from benchmark import registry
-
-    original = registry.discover
-    plugins = dict(original("defense"))
-    median = plugins["median"]
-    plugins["median"] = dataclasses.replace(
-        median, spec=dataclasses.replace(median.spec, version=median.spec.version + 1))
-    monkeypatch.setattr(registry, "discover", lambda kind: plugins if kind == "defense"
-                        else original(kind))
+def test_a_defense_version_bump_stales_that_defenses_cells_only(results, tiny, plugin_dir):
+    # a plugin folder's module declaring the same name stands in for the tree's median, in
+    # the child process that tells the checkers the plugins' versions
+    write_plugin(plugin_dir, "defenses", "median_v2", """
+        import dataclasses
+        from defenses.median import defense as median
+        defense = dataclasses.replace(median, version=median.version + 1)
+    """)
     found = reasons(results, tiny)
     assert len(found) == 8 and all("/median/" in path for path in found)
     assert set(found.values()) == {"stale: behaviour changed since the run (defense median 1 → 2)"}

@@ -3,8 +3,9 @@ import json
 import shutil
 import subprocess
 
-from benchmark import store
+from benchmark import store, summary_check
 from benchmark.config import RunConfig
+from benchmark.summary import summarize
 from benchmark.cli import main as cli_main
 from tests.leaderboard_fixtures import (cell_folder, results, rewrite_record, tiny,  # noqa: F401
                               tiny_profile_dir, tiny_results)
@@ -20,15 +21,20 @@ def verify(root, sample):
 
 
 def tamper_eval(folder, reseal=False):
-    """Changes the final accuracy in eval.csv; with reseal, also fixes the hashes so that
-    only a re-run can tell."""
+    """Changes the final accuracy in eval.csv; with reseal, also fixes the summary and the
+    hashes so that only a re-run can tell."""
     lines = (folder / "eval.csv").read_text().splitlines()
     step, accuracy, loss = lines[-1].split(",")
     lines[-1] = ",".join([step, str(min(1.0, float(accuracy) + 0.05)), loss])
     (folder / "eval.csv").write_text("\n".join(lines) + "\n")
     if reseal:
-        rewrite_record(folder, lambda r: r["files"].update(
-            {"eval.csv": store.content_hash(folder / "eval.csv")}))
+        def forge(record):
+            record["files"]["eval.csv"] = store.content_hash(folder / "eval.csv")
+            record["summary"] = summarize(
+                summary_check.read_rows((folder / "metrics.csv").read_text()),
+                summary_check.read_rows("\n".join(lines)), record["status"],
+                record["steps_done"])
+        rewrite_record(folder, forge)
 
 
 def test_validate_accepts_complete_untouched_results(results, capsys):
@@ -81,7 +87,7 @@ def test_verify_reruns_cells_and_catches_a_resealed_tampered_number(results, cap
     assert "2 of 2 re-run cell(s) identical" in capsys.readouterr().out
     folder = cell_folder(results, "median", "little", "update", 2)
     tamper_eval(folder, reseal=True)
-    assert validate(results) == 0          # the seal was forged: only a re-run can tell
+    assert validate(results) == 0          # seal and summary forged: only a re-run can tell
     (folder / "metrics.csv").unlink()      # as in a clone: checked against its hash instead
     assert verify(results, 18) == 1
     out = capsys.readouterr().out

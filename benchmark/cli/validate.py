@@ -6,7 +6,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from .. import dask_executor, matrix, store
+from .. import dask_executor, matrix, result_history, store
 from ..api import UsageError
 from ._common import add_results_location
 
@@ -22,8 +22,10 @@ def register(commands) -> None:
                     "problem.")
     add_results_location(parser)
     parser.add_argument("--base", metavar="GIT_REF",
-                        help="check only what changed since this commit (e.g. origin/main); "
-                             "default: every file git would commit under --results")
+                        help="check only what changed since this commit (e.g. origin/main), "
+                             "and what was deleted or replaced since; default: every file "
+                             "git would commit under --results, and what was deleted or "
+                             "replaced since HEAD")
     parser.set_defaults(handler=main)
 
 
@@ -78,6 +80,26 @@ def _candidates(root: Path, base: str | None) -> tuple[list[Path], list[str], se
     return sorted(folders), stray, leftovers
 
 
+def _not_a_result(name: str) -> bool:
+    """Files under the results root that are no cell's: kernel timings, git's ignore list,
+    what interrupted or running runs leave."""
+    parts = name.split("/")
+    return (parts[0] == "kernels" or parts[-1] == ".gitignore"
+            or any(part.startswith(store.TEMP_PREFIX) for part in parts)
+            or parts[0].startswith(dask_executor.SHARED_MARK))
+
+
+def _changes(root: Path, base: str | None):
+    """(deleted, replaced) since `base` (HEAD by default; nothing outside git)."""
+    if base is None:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+                              capture_output=True)
+        if head.returncode:
+            return [], []
+        base = "HEAD"
+    return result_history.changes(root, base, _not_a_result)
+
+
 def _leftover_problem(path: Path) -> tuple[str, str]:
     """("error" or "warning", what `path` is and what to do), for a temporary folder or a
     Dask mark file: neither is a result, and neither should be committed."""
@@ -107,6 +129,8 @@ def _leftover_problem(path: Path) -> tuple[str, str]:
 def main(args) -> int:
     from leaderboard import BOARDS, SECTIONS, board_profiles, collect, kernels
 
+    from . import _history
+
     root = Path(args.results)
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
@@ -120,8 +144,13 @@ def main(args) -> int:
         kind, problem = _leftover_problem(path)
         (errors if kind == "error" else warnings).append(
             f"{path.relative_to(root).as_posix()}: {problem}")
-    collections = {name: collect.collect(root, profile) for name, profile in profiles.items()}
-    whole = collect.merged(list(collections.values()))
+    deleted, replaced = _changes(root, args.base)
+    whole = collect.collect_many(root, list(profiles.values()),
+                                 also=[change.before for change in deleted if change.before])
+    history_errors, history_warnings = _history.problems(
+        root, args.results, args.base or "HEAD", deleted, replaced, whole, profiles)
+    errors += history_errors
+    warnings += history_warnings
     usable = {result.folder: result for result in whole.results}
     submitted = set()
     for folder in folders:
@@ -149,10 +178,10 @@ def main(args) -> int:
         profile = profiles[name]
         if task not in profile.tasks:
             continue  # the board shows this task from an earlier profile
-        expected = collect.ProfileCells(profile).expected(defense, task)
+        expected = whole.facts.cells(name, defense, task)
         missing = sorted(set(expected) - present[name, defense, task])
         if missing:
-            example = expected[missing[0]].label
+            example = expected[missing[0]]
             errors.append(f"{defense} on {task}: {len(missing)} of {len(expected)} cells of the "
                           f"{name} matrix missing (e.g. {example}); run `python -m "
                           f"benchmark run --defense {defense} --profile {name} --task "
