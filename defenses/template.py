@@ -5,7 +5,7 @@ Run it with `python -m benchmark run --defense <name>`.
 """
 import torch
 
-from benchmark.api import Defense
+from benchmark.api import AtLeast, Defense
 
 
 def aggregate(gradients: torch.Tensor, f: int, *, scale: float = 1.0) -> torch.Tensor:
@@ -16,7 +16,8 @@ def aggregate(gradients: torch.Tensor, f: int, *, scale: float = 1.0) -> torch.T
 
 
 def check(n: int, f: int, *, scale: float = 1.0) -> str | None:
-    # Return why (n, f, options) cannot work, or None; the run stops before it starts.
+    # Return why the options cannot work, or None; the run stops before it starts.
+    # The requirement on n and f goes in `needs`: the harness checks it before this.
     if scale <= 0:
         return "scale must be positive"
     return None
@@ -28,7 +29,7 @@ defense = Defense(
     check=check,
     description="Scaled average (an example, not a robust rule)",
     reference="-",                        # the paper that defines the rule
-    requirement="n >= 1",                 # human-readable form of `check`
+    needs=AtLeast(plus=1),                # n >= times*f + plus, e.g. AtLeast(2, 1): n >= 2f+1
     upper_bound=None,                     # (n, f, d) -> bound on deviation/norm, if known
     options={"scale": 1.0},               # every option with its default (typed by it)
 )
