@@ -7,6 +7,7 @@ plugin folders, so adding a file is all it takes to register a plugin.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -39,6 +40,19 @@ __all__ = [
 ]
 
 
+INJECTED = ("generator", "state")  # keyword arguments the harness supplies, not the user
+
+
+def keyword_defaults(function: Callable | None) -> dict[str, Any]:
+    """The options a plugin function declares: its parameters that have defaults, in order,
+    except those the harness injects. A plugin's `options` default to its own function's."""
+    if function is None:
+        return {}
+    return {name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not parameter.empty and name not in INJECTED}
+
+
 class UsageError(Exception):
     """Bad input from the user: the CLI prints the message and exits with code 2."""
 
@@ -65,6 +79,8 @@ class Defense:
         composes with any rule as `name+rule`.
     needs: the requirement on n and f, e.g. `AtLeast(2, 1)` for n >= 2f+1; the harness
         checks it, and `requirement` (the text shown in listings) defaults to it.
+    options: every option with its default (typed by it); by default the keyword
+        defaults of `aggregate`, so that a rule writes each default once.
     check(n, f, **options) -> str | None: why the options (or an (n, f) that `needs`
         cannot express) are invalid, or None. `reason` runs both, `needs` first.
     upper_bound(n, f, d) -> float | None: the bound on the honest
@@ -96,6 +112,8 @@ class Defense:
     def __post_init__(self):
         if not self.requirement:
             object.__setattr__(self, "requirement", str(self.needs))
+        if not self.options:
+            object.__setattr__(self, "options", keyword_defaults(self.aggregate))
 
     def reason(self, n: int, f: int, **options) -> str | None:
         """Why the rule cannot run with n rows, f and `options`, or None: `needs` first,
@@ -118,6 +136,10 @@ class _Sender:
     absent: bool = False
     clean: bool = False
     version: int = 1
+
+    def __post_init__(self):
+        if not self.options:
+            object.__setattr__(self, "options", keyword_defaults(self.attack))
 
 
 @dataclass(frozen=True)

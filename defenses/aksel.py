@@ -22,7 +22,7 @@ def aggregate(gradients, f, mode="mid"):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, mode="mid"):
+def check(n, f, mode):
     if mode not in COUNTS:
         return f"mode must be 'mid' (ceil(n/2) closest rows) or 'n-f', not {mode!r}"
     return None
@@ -33,7 +33,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"mode": "mid"},
     description="Mean of the ceil(n/2) rows closest to the coordinate-wise median "
                 "(mode=n-f: the n-f closest)",
     reference="Boussetta et al., AKSEL: fast Byzantine SGD, OPODIS 2020",

@@ -115,7 +115,7 @@ def aggregate(gradients, f, variant="el-mhamdi"):
     return Aggregated(vector, selected)
 
 
-def check(n, f, variant="el-mhamdi"):
+def check(n, f, variant):
     if variant not in ("el-mhamdi", "iclr21"):
         return "variant must be 'el-mhamdi' (the paper) or 'iclr21' (the ICLR'21 harness)"
     return None
@@ -127,7 +127,6 @@ defense = Defense(
     check=check,
     needs=AtLeast(4, 3),
     upper_bound=krum_bound,
-    options={"variant": "el-mhamdi"},
     description="Select n-2f rows by repeated Krum, then per coordinate average the "
                 "n-4f selected values closest to their median",
     reference="El Mhamdi, Guerraoui, Rouault, The hidden vulnerability of distributed "

@@ -27,7 +27,7 @@ def aggregate(gradients, f, tau=10.0, iterations=1, *, state):
     return center
 
 
-def check(n, f, tau=10.0, iterations=1):
+def check(n, f, tau, iterations):
     if tau <= 0 or iterations < 1:
         return f"tau must be > 0 and iterations >= 1 (got tau={tau}, iterations={iterations})"
     return None
@@ -38,7 +38,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"tau": 10.0, "iterations": 1},
     stateful=True,
     description="Centered clipping around the previous aggregate: v += mean of the "
                 "differences g_i - v clipped to norm tau, `iterations` times",

@@ -87,7 +87,6 @@ defense = Defense(
     name="clippedclustering",
     aggregate=aggregate,
     needs=AtLeast(2, 1),
-    options={"history": True},
     stateful=True,
     description="Clip rows to the median of every norm seen so far, split them in two by "
                 "average-linkage clustering on cosine distance, mean of the larger cluster",

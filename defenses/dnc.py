@@ -49,7 +49,7 @@ def aggregate(gradients, f, c=1.0, niters=5, b=10000, *, generator):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, c=1.0, niters=5, b=10000):
+def check(n, f, c, niters, b):
     if not (math.isfinite(c) and c >= 0) or niters < 1 or b < 1:
         return f"c must be >= 0, niters >= 1 and b >= 1 (got c={c}, niters={niters}, b={b})"
     return None if n > math.floor(c * f) else "dnc needs n > floor(c·f)"
@@ -60,7 +60,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"c": 1.0, "niters": 5, "b": 10000},
     randomized=True,
     description="Divide-and-Conquer: niters times, on b random coordinates, drop the floor(c·f) "
                 "rows with the largest squared projection on the top singular vector of the "

@@ -54,7 +54,7 @@ def aggregate(gradients, f, kappa=1.0):
     return weighted_sum(alpha / total, gradients, finite)
 
 
-def check(n, f, kappa=1.0):
+def check(n, f, kappa):
     if not (math.isfinite(kappa) and kappa > 0):
         return f"kappa must be a positive number, not {kappa}"
     return None
@@ -65,7 +65,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(plus=2),
-    options={"kappa": 1.0},
     description="FoolsGold per step (no history: rows carry no identity): weights from 1 - "
                 "the largest pardoned cosine similarity to another row, logit-scaled; "
                 "weighted mean",

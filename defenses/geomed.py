@@ -37,7 +37,7 @@ def aggregate(gradients, f, iterations=100, tolerance=1e-6, nu=1e-6):
     return weighted_sum(beta, gradients, finite)
 
 
-def check(n, f, iterations=100, tolerance=1e-6, nu=1e-6):
+def check(n, f, iterations, tolerance, nu):
     if iterations < 0 or tolerance < 0 or nu <= 0:
         return "iterations and tolerance must be >= 0 and nu > 0"
     return None
@@ -48,7 +48,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"iterations": 100, "tolerance": 1e-6, "nu": 1e-6},
     description="Geometric median (smoothed Weiszfeld from the mean, at most `iterations` "
                 "steps, stop when the objective changes by < tolerance relative); "
                 "non-finite rows get weight 0",

@@ -26,7 +26,7 @@ def aggregate(gradients, f, pivot="previous", *, state):
     return Aggregated(result, selected)
 
 
-def check(n, f, pivot="previous"):
+def check(n, f, pivot):
     if pivot not in ("previous", "median"):
         return f"pivot must be 'previous' (the last aggregate) or 'median', not {pivot!r}"
     return None
@@ -37,7 +37,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"pivot": "previous"},
     stateful=True,
     description="Mean of the n-f rows nearest to the previous aggregate (first step: to the "
                 "coordinate-wise median; pivot=median: always the median)",

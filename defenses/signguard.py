@@ -123,7 +123,7 @@ def aggregate(gradients, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5, *, generat
     return Aggregated(weighted_sum(weights, gradients, finite), selected)
 
 
-def check(n, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5):
+def check(n, f, L, R, fraction, quantile):
     if not (0 <= L <= 1 <= R):
         return f"the norm bounds must satisfy 0 <= L <= 1 <= R (got L={L}, R={R})"
     if not (0 < fraction and 0 < quantile <= 1):
@@ -136,7 +136,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"L": 0.1, "R": 3.0, "fraction": 0.1, "quantile": 0.5},
     randomized=True,
     description="Rows with norm within [L, R] x the median norm and in the largest mean-shift "
                 "cluster of sign statistics (on a random coordinate subset); mean of them "

@@ -21,7 +21,7 @@ def aggregate(gradients, f, scale=0.0):
     return votes.sign() * scale
 
 
-def check(n, f, scale=0.0):
+def check(n, f, scale):
     if scale < 0:
         return f"scale must be positive, or 0 for the median row norm / sqrt(d), not {scale}"
     return None
@@ -32,7 +32,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     needs=AtLeast(2, 1),
-    options={"scale": 0.0},
     description="Majority vote of the coordinate signs, times scale (0: median row norm "
                 "/ sqrt(d))",
     reference="Bernstein et al., signSGD with majority vote is communication efficient "

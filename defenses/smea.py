@@ -44,7 +44,7 @@ def aggregate(gradients, f, max_subsets=5000):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, max_subsets=5000):
+def check(n, f, max_subsets):
     if math.comb(n, f) > max_subsets:
         return (f"smea enumerates C(n, f) = C({n}, {f}) = {math.comb(n, f):,} subsets, more "
                 f"than max_subsets={max_subsets:,}; lower f, raise smea:max_subsets=..., "
@@ -58,7 +58,6 @@ defense = Defense(
     check=check,
     needs=AtLeast(2, 1),
     requirement="n >= 2f+1 and C(n, f) <= max_subsets",
-    options={"max_subsets": 5000},
     description="Mean of the n-f rows whose covariance has the smallest top eigenvalue "
                 "(exact enumeration, bounded by max_subsets)",
     reference="Allouah et al., Fixing by mixing: a recipe for optimal Byzantine ML under "

@@ -4,15 +4,17 @@ no-op on identical rows, translation equivariance, non-finite Byzantine rows.
 
 References work in float64 on Python lists; inputs are small (n <= 12, d <= 5).
 """
+import inspect
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
 
 from benchmark import registry
-from benchmark.api import Aggregated
+from benchmark.api import Aggregated, keyword_defaults
 from tests.defense_references import (
     closest_mean,
     mean_rows,
@@ -348,3 +350,14 @@ def test_template_defense_is_a_working_example():
     assert torch.equal(template.aggregate(x, 1, scale=2.0), x.mean(dim=0) * 2.0)
     assert template.check(5, 1, scale=1.0) is None and "positive" in template.check(5, 1, scale=0.0)
     assert "template" not in registry.names("defense")  # hidden from listings and matrices
+
+
+@pytest.mark.parametrize("kind", ["defense", "attack", "server_attack"])
+def test_option_defaults_are_written_once(kind):
+    """A plugin's options come from its own function's keyword defaults; an explicit
+    `options=` is only for a function shared with other plugins (krum's kernel)."""
+    for name, plugin in registry.discover(kind).items():
+        function = plugin.spec.aggregate if kind == "defense" else plugin.spec.attack
+        if function is not None and Path(inspect.getsourcefile(function)) == plugin.path:
+            assert plugin.spec.options == keyword_defaults(function), \
+                f"{kind} {name}: options disagree with {function.__name__}'s defaults"
