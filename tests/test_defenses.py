@@ -15,6 +15,7 @@ import torch
 
 from benchmark import registry
 from benchmark.api import Aggregated, keyword_defaults
+from benchmark.plugins import BoundDefense
 from tests.defense_references import (
     closest_mean,
     mean_rows,
@@ -110,15 +111,17 @@ def spec(name):
     return registry.lookup("defense", name).spec
 
 
+def bound(name, f, **options):
+    """The rule as the engine calls it (options, generator and state injected), with
+    fresh state and a seed-0 generator; a lone pre-aggregator too."""
+    plugin = registry.lookup("defense", name)
+    component = registry.Component(plugin, {**plugin.spec.options, **options})
+    return BoundDefense(name, f, torch.Generator().manual_seed(0), [component])
+
+
 def run(name, x, f, **options):
-    """The rule on x with fresh state and a seed-0 generator; returns a float64 tensor."""
-    defense = spec(name)
-    extra = {}
-    if defense.randomized:
-        extra["generator"] = torch.Generator().manual_seed(0)
-    if defense.stateful:
-        extra["state"] = {}
-    result = defense.aggregate(x, f, **{**defense.options, **options}, **extra)
+    """The rule on x (see `bound`); returns a float64 tensor."""
+    result = bound(name, f, **options).aggregate(x)
     if isinstance(result, Aggregated):
         if name not in NOT_A_PLAIN_MEAN:  # bulyan: a coordinate-wise stage; others clip
             assert torch.equal(result.vector, x[result.selected].mean(dim=0))
@@ -238,10 +241,7 @@ def test_translation_equivariance(name):
 def test_float32_in_float32_out_and_input_untouched(name):
     x = inputs("normal", min_n(name, 2) + 2, 5, seed=17).to(torch.float32)
     before = x.clone()
-    defense = spec(name)
-    extra = {"generator": torch.Generator().manual_seed(0)} if defense.randomized else {}
-    extra.update({"state": {}} if defense.stateful else {})
-    result = defense.aggregate(x, 2, **defense.options, **extra)
+    result = bound(name, 2).aggregate(x)
     result = result.vector if isinstance(result, Aggregated) else result
     assert result.dtype == torch.float32 and torch.equal(x, before)
 
