@@ -71,6 +71,26 @@ def keep_freed_memory() -> bool:
         return False
 
 
+def completed(config: RunConfig, root: Path | str) -> CellResult | None:
+    """The stored cell as a `skipped` result if it is complete under this code's behaviour
+    versions (nothing to run), else None."""
+    final = store.cell_dir(root, config)
+    if not store.is_complete(final, config):
+        return None
+    record = store.read_run(final)
+    return CellResult(config, final, "skipped", record["reason"], record["summary"])
+
+
+def publish_cell(temp: Path, final: Path, record: dict | None = None) -> None:
+    """Puts a finished cell in place: seals `record` into temp's run.json (None: temp
+    holds it already), moves temp to `final` and drops the cell's checkpoints (a complete
+    cell has nothing to resume). Every executor publishes through here."""
+    if record is not None:
+        store.write_run_json(temp, record)
+    store.publish(temp, final)
+    checkpoint.discard(checkpoint.folder_for(final))
+
+
 def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
              require_checkpoint: bool = False, keep_checkpoint: bool = False) -> CellResult:
     """Runs one cell and publishes its folder. Skips it if already complete (resume).
@@ -84,10 +104,10 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     Raises UsageError for invalid parameters (a defense's or attack's check), before
     anything is written. Any other error inside the run becomes a `failed` cell.
     """
+    done = completed(config, root) if resume else None
+    if done:
+        return done
     final = store.cell_dir(root, config)
-    if resume and store.is_complete(final, config):
-        record = store.read_run(final)
-        return CellResult(config, final, "skipped", record["reason"], record["summary"])
     record = store.provenance_record(config)  # before the run: a broken plugin name fails here
     checkpoints = checkpoint.folder_for(final)
     saved = _saved_state(config, record["versions"], checkpoints, require_checkpoint) \
@@ -158,9 +178,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
                   summary=summary)
     if saved:
         record["resumed_from_step"] = saved["step"]
-    store.write_run_json(temp, record)
-    store.publish(temp, final)
-    checkpoint.discard(checkpoints)
+    publish_cell(temp, final, record)
     return CellResult(config, final, outcome.status, outcome.reason, summary,
                       record["timings"]["seconds"])
 
