@@ -26,7 +26,8 @@ import torch
 
 from . import devices, provenance, store
 from .api import UsageError
-from .cells import CellResult, publish_cell, run_cell, single_thread
+from .cells import CellResult, publish_cell, run_cell
+from .processes import single_thread
 from .config import RunConfig
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

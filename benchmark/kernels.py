@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from . import registry
-from .cells import set_threads
 from .api import UsageError
 from .plugins import BoundDefense
+from .processes import set_threads
 
 SCHEMA = 1
 # (n, f, d): MNIST/Fashion-MNIST MLP at both f of the paper, CIFAR CNN at both f,
