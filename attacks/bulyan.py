@@ -20,7 +20,7 @@ def craft(honest, f, defense, coordinate="-1", factor=1.0, search=16):
     return along(honest, f, defense, direction, factor, search)
 
 
-def check(n, f, coordinate="-1", factor=1.0, search=16):
+def check(n, f, coordinate, factor, search):
     try:
         _target(coordinate)
     except ValueError:
@@ -35,7 +35,6 @@ attack = Attack(
     name="bulyan",
     attack=craft,
     check=check,
-    options={"coordinate": "-1", "factor": 1.0, "search": 16},
     description="mean + x on one coordinate (coordinate=all: on every coordinate), x found by "
                 "a 16-evaluation line search against the defense (search=0: x = factor)",
     reference="El Mhamdi et al., The hidden vulnerability of distributed learning in Byzantium, "

@@ -11,7 +11,7 @@ def craft(honest, f, defense, factor=1.1, search=0):
     return along(honest, f, defense, -honest.mean(dim=0), factor, search)
 
 
-def check(n, f, factor=1.1, search=0):
+def check(n, f, factor, search):
     if not math.isfinite(factor):
         return f"factor must be a finite number, not {factor} (default 1.1 sends -0.1·mean)"
     return check_search(search)
@@ -21,7 +21,6 @@ attack = Attack(
     name="empire",
     attack=craft,
     check=check,
-    options={"factor": 1.1, "search": 0},
     description="(1 - factor) * honest mean; the default factor 1.1 sends -0.1 * mean; "
                 "search=16 finds the factor by a line search against the defense",
     reference="Xie et al., Fall of empires, UAI 2019",

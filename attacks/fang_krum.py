@@ -44,7 +44,7 @@ def craft(honest, f, defense, threshold=1e-5):
     return (scale * direction).expand(f, -1).clone()
 
 
-def check(n, f, threshold=1e-5):
+def check(n, f, threshold):
     if n < 2 * f + 2:
         return f"fang-krum's bound divides by n - 2f - 1: it needs n >= 2f+2 = {2 * f + 2}"
     if not threshold > 0:
@@ -56,7 +56,6 @@ attack = Attack(
     name="fang-krum",
     attack=craft,
     check=check,
-    options={"threshold": 1e-5},
     description="-λ·sign(honest mean), λ halved from Fang et al.'s bound until the defense "
                 "picks it (tailored to Krum)",
     reference="Fang et al., Local model poisoning attacks to Byzantine-robust federated "

@@ -23,7 +23,7 @@ def craft(honest, f, defense, b=2.0, *, generator):
     return torch.where(mean > 0, below, torch.where(mean < 0, above, mean))
 
 
-def check(n, f, b=2.0):
+def check(n, f, b):
     return None if b > 1 else f"b must be larger than 1 (Fang et al. use b = 2), not {b}"
 
 
@@ -31,7 +31,6 @@ attack = Attack(
     name="fang-trmean",
     attack=craft,
     check=check,
-    options={"b": 2.0},
     randomized=True,
     description="Per coordinate, uniform values beyond the honest extreme opposite to the "
                 "mean's sign, within a factor b (tailored to trimmed mean and median)",

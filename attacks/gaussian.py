@@ -12,7 +12,7 @@ def craft(honest, f, defense, sigma=200.0, *, generator):
     return (noise * sigma).to(honest.device)
 
 
-def check(n, f, sigma=200.0):
+def check(n, f, sigma):
     if not (math.isfinite(sigma) and sigma > 0):
         return f"sigma must be a positive finite standard deviation, not {sigma}"
     return None
@@ -22,7 +22,6 @@ attack = Attack(
     name="gaussian",
     attack=craft,
     check=check,
-    options={"sigma": 200.0},
     randomized=True,
     description="Independent N(0, sigma^2 I) vectors (sigma = 200 by default)",
     reference="Xie et al., Generalized Byzantine-tolerant SGD, arXiv:1802.10116, 2018",

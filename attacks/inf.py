@@ -11,7 +11,6 @@ def craft(honest, f, defense, negative=False):
 attack = Attack(
     name="inf",
     attack=craft,
-    options={"negative": False},
     description="Vectors of +inf (-inf with negative=true): unbounded values in every coordinate",
     reference="Blanchard et al., Machine learning with adversaries, NeurIPS 2017 "
               "(a single unbounded vector breaks averaging)",

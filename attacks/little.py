@@ -27,7 +27,7 @@ def craft(honest, f, defense, factor=1.5, negative=True, search=0):
                  mean=mean)
 
 
-def check(n, f, factor=1.5, negative=True, search=0):
+def check(n, f, factor, negative, search):
     if factor < 0:
         return f"factor must be non-negative, not {factor} (use negative=true for mean - factor·σ)"
     return check_search(search)
@@ -37,7 +37,6 @@ attack = Attack(
     name="little",
     attack=craft,
     check=check,
-    options={"factor": 1.5, "negative": True, "search": 0},
     description="mean - factor * coordinate-wise std of the honest vectors (mean + factor * std "
                 "with negative=false); search=16 finds the factor by a line search against "
                 "the defense",

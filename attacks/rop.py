@@ -66,7 +66,7 @@ def craft(honest, f, defense, angle=90.0, scale=1.0, reference="previous", *, st
     return byzantine
 
 
-def check(n, f, angle=90.0, scale=1.0, reference="previous"):
+def check(n, f, angle, scale, reference):
     if reference not in REFERENCES:
         return f"reference must be one of {', '.join(REFERENCES)}, not {reference!r}"
     if not math.isfinite(angle):
@@ -80,7 +80,6 @@ attack = Attack(
     name="rop",
     attack=craft,
     check=check,
-    options={"angle": 90.0, "scale": 1.0, "reference": "previous"},
     stateful=True,
     description="Reference r (the aggregate the attack expected last step; the honest mean "
                 "at first or with reference=mean) plus scale·||r|| along a unit vector at "

@@ -11,7 +11,7 @@ def craft(honest, f, defense, scale=1.0):
     return honest[rows] * -scale
 
 
-def check(n, f, scale=1.0):
+def check(n, f, scale):
     return None if scale > 0 else f"scale must be positive, not {scale} (it sends -scale·g)"
 
 
@@ -19,7 +19,6 @@ attack = Attack(
     name="signflip",
     attack=craft,
     check=check,
-    options={"scale": 1.0},
     description="Byzantine worker i sends -scale * (honest vector i mod h)",
     reference="Li et al., RSA: Byzantine-robust stochastic aggregation methods, AAAI 2019",
 )

@@ -46,7 +46,7 @@ def craft(honest, f, defense, fraction=0.01, factor=1.5, mode="std"):
     return mean.index_copy(0, top, values).expand(f, -1)
 
 
-def check(n, f, fraction=0.01, factor=1.5, mode="std"):
+def check(n, f, fraction, factor, mode):
     if mode not in MODES:
         return f"mode must be one of {', '.join(MODES)}, not {mode!r}"
     if not (0 < fraction <= 1):
@@ -60,7 +60,6 @@ attack = Attack(
     name="sparse",
     attack=craft,
     check=check,
-    options={"fraction": 0.01, "factor": 1.5, "mode": "std"},
     description="Honest mean with only its ceil(fraction·d) largest-magnitude coordinates "
                 "attacked: pushed factor·σ against their sign (mode=std), reversed (flip) or "
                 "zeroed (zero)",

@@ -12,11 +12,12 @@ def craft(honest: torch.Tensor, f: int, defense, *, scale: float = -1.0) -> torc
     # never modify it. f: how many Byzantine vectors to return.
     # defense(gradients) -> Tensor[d] runs the defense under attack, for attacks that
     # search against it (it does not advance the defense's state).
-    # Return Tensor[f, d].
+    # Return Tensor[f, d]. Keyword arguments with defaults are the attack's options,
+    # typed by their default (`template:scale=2`); the harness passes every one.
     return (honest.mean(dim=0) * scale).expand(f, -1).clone()
 
 
-def check(n: int, f: int, *, scale: float = -1.0) -> str | None:
+def check(n: int, f: int, *, scale: float) -> str | None:
     # Return why (n, f, options) cannot work, or None.
     return None
 
@@ -27,5 +28,4 @@ attack = Attack(
     check=check,
     description="Every Byzantine worker sends scale x the honest mean (an example)",
     reference="-",
-    options={"scale": -1.0},
 )

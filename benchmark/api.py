@@ -7,6 +7,7 @@ plugin folders, so adding a file is all it takes to register a plugin.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -24,9 +25,10 @@ from benchmark.distances import (
     mean_of_rows, neighbour_sums, pairwise_sq_distances, selection_count, smallest_first,
     weighted_sum,
 )
+from benchmark.requirements import AtLeast
 
 __all__ = [
-    "Aggregated", "Attack", "Defense", "Task", "TaskData", "UsageError",
+    "Aggregated", "AtLeast", "Attack", "Defense", "Task", "TaskData", "UsageError",
     "coordinate_mean_around_median", "coordinate_mean_around_trimmed_mean",
     "coordinate_median", "coordinate_statistic",
     "coordinate_trimmed_mean",
@@ -36,6 +38,19 @@ __all__ = [
     "pairwise_sq_distances", "selection_count", "smallest_first", "sorted_coordinates",
     "weighted_sum",
 ]
+
+
+INJECTED = ("generator", "state")  # keyword arguments the harness supplies, not the user
+
+
+def keyword_defaults(function: Callable | None) -> dict[str, Any]:
+    """The options a plugin function declares: its parameters that have defaults, in order,
+    except those the harness injects. A plugin's `options` default to its own function's."""
+    if function is None:
+        return {}
+    return {name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not parameter.empty and name not in INJECTED}
 
 
 class UsageError(Exception):
@@ -62,7 +77,12 @@ class Defense:
         stateful rules `state=dict` (kept by the harness for the whole run).
         A pre-aggregator (`preaggregator=True`) returns Tensor[m, d] instead and
         composes with any rule as `name+rule`.
-    check(n, f, **options) -> str | None: why the parameters are invalid, or None.
+    needs: the requirement on n and f, e.g. `AtLeast(2, 1)` for n >= 2f+1; the harness
+        checks it, and `requirement` (the text shown in listings) defaults to it.
+    options: every option with its default (typed by it); by default the keyword
+        defaults of `aggregate`, so that a rule writes each default once.
+    check(n, f, **options) -> str | None: why the options (or an (n, f) that `needs`
+        cannot express) are invalid, or None. `reason` runs both, `needs` first.
     upper_bound(n, f, d) -> float | None: the bound on the honest
         deviation / norm ratio under which the guarantee holds.
     resize(n, f, **options) -> (n, f): for a pre-aggregator, the (n, f) that the
@@ -77,7 +97,8 @@ class Defense:
     aggregate: Callable[..., Any]
     description: str = ""
     reference: str = ""
-    requirement: str = "n >= 1"
+    needs: AtLeast = AtLeast()
+    requirement: str = ""
     check: Callable[..., str | None] | None = None
     upper_bound: Callable[[int, int, int], float | None] | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +108,18 @@ class Defense:
     resize: Callable[..., tuple[int, int]] | None = None
     keeps_rows: bool = False
     version: int = 1
+
+    def __post_init__(self):
+        if not self.requirement:
+            object.__setattr__(self, "requirement", str(self.needs))
+        if not self.options:
+            object.__setattr__(self, "options", keyword_defaults(self.aggregate))
+
+    def reason(self, n: int, f: int, **options) -> str | None:
+        """Why the rule cannot run with n rows, f and `options`, or None: `needs` first,
+        so that its own `check` may take the requirement as met."""
+        return self.needs.reason(self.name, n, f) or (
+            self.check(n, f, **options) if self.check else None)
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,10 @@ class _Sender:
     absent: bool = False
     clean: bool = False
     version: int = 1
+
+    def __post_init__(self):
+        if not self.options:
+            object.__setattr__(self, "options", keyword_defaults(self.attack))
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,18 @@
 """Running one cell end to end: engine → metrics → result store."""
 from __future__ import annotations
 
-import ctypes
 import time
 import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import threadpoolctl
 import torch
 
-from . import checkpoint, coordinates_numba, engine, plugins, store
+from . import checkpoint, engine, plugins, store
 from .api import UsageError
 from .config import RunConfig
+from .processes import single_thread  # noqa: F401 (cli/profile_step imports it from here)
 from .summary import summarize
 
 
@@ -27,48 +26,24 @@ class CellResult:
     seconds: float = 0.0
 
 
-def single_thread() -> None:
-    """One thread per run: parallelism comes from processes (DESIGN.md, "Scale"). Also
-    keeps freed memory in the process (`keep_freed_memory`) and loads the compiled
-    coordinate-wise kernels once (from numba's disk cache after the first compile), so no
-    run pays for them inside a step."""
-    set_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass  # already set in this process
-    keep_freed_memory()
-    coordinates_numba.warm_up()
+def completed(config: RunConfig, root: Path | str) -> CellResult | None:
+    """The stored cell as a `skipped` result if it is complete under this code's behaviour
+    versions (nothing to run), else None."""
+    final = store.cell_dir(root, config)
+    if not store.is_complete(final, config):
+        return None
+    record = store.read_run(final)
+    return CellResult(config, final, "skipped", record["reason"], record["summary"])
 
 
-def set_threads(count: int) -> None:
-    """`count` threads for torch and for every BLAS and OpenMP pool loaded in the process.
-    numpy's OpenBLAS reads OPENBLAS_NUM_THREADS only when it loads (before a worker's
-    initializer runs) and otherwise starts a thread per core for products such as
-    `rows @ ones`, which also hides their work from a thread CPU-time clock."""
-    torch.set_num_threads(count)
-    threadpoolctl.threadpool_limits(count)
-
-
-# glibc's mallopt parameters (malloc.h) and the size kept: a step allocates and frees
-# several [n, d] matrices (16 MB at n = 51, d = 79,510); by default glibc maps each one
-# afresh and returns it to the system on free, so every step pays a page fault per 4 KiB
-# touched. Keeping freed memory made the step/fused ratio of profile-step 8% lower
-# (paired runs, fashion-mnist, average, little, worker momentum).
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_KEPT_BYTES = 256 << 20
-
-
-def keep_freed_memory() -> bool:
-    """Asks glibc to serve large allocations from its heap and keep freed memory for the
-    next ones; False (nothing changed) where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        settings = ((_M_MMAP_THRESHOLD, _KEPT_BYTES), (_M_TOP_PAD, _KEPT_BYTES),
-                    (_M_TRIM_THRESHOLD, 4 * _KEPT_BYTES))
-        return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
-    except (OSError, AttributeError):
-        return False
+def publish_cell(temp: Path, final: Path, record: dict | None = None) -> None:
+    """Puts a finished cell in place: seals `record` into temp's run.json (None: temp
+    holds it already), moves temp to `final` and drops the cell's checkpoints (a complete
+    cell has nothing to resume). Every executor publishes through here."""
+    if record is not None:
+        store.write_run_json(temp, record)
+    store.publish(temp, final)
+    checkpoint.discard(checkpoint.folder_for(final))
 
 
 def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
@@ -84,10 +59,10 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     Raises UsageError for invalid parameters (a defense's or attack's check), before
     anything is written. Any other error inside the run becomes a `failed` cell.
     """
+    done = completed(config, root) if resume else None
+    if done:
+        return done
     final = store.cell_dir(root, config)
-    if resume and store.is_complete(final, config):
-        record = store.read_run(final)
-        return CellResult(config, final, "skipped", record["reason"], record["summary"])
     record = store.provenance_record(config)  # before the run: a broken plugin name fails here
     checkpoints = checkpoint.folder_for(final)
     saved = _saved_state(config, record["versions"], checkpoints, require_checkpoint) \
@@ -158,9 +133,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
                   summary=summary)
     if saved:
         record["resumed_from_step"] = saved["step"]
-    store.write_run_json(temp, record)
-    store.publish(temp, final)
-    checkpoint.discard(checkpoints)
+    publish_cell(temp, final, record)
     return CellResult(config, final, outcome.status, outcome.reason, summary,
                       record["timings"]["seconds"])
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import executors, store
-from .cells import CellResult, run_cell
+from .cells import CellResult, completed, publish_cell, run_cell
 from .config import RunConfig
 from .executors import ATTEMPTS, POLL, THREAD_VARIABLES, OnDone
 
@@ -93,7 +93,7 @@ def _publish_files(root: Path | str, config: RunConfig, files: dict[str, bytes])
     temp = store.new_temp_dir(final)
     for name, data in files.items():
         (temp / Path(name).name).write_bytes(data)
-    store.publish(temp, final)
+    publish_cell(temp, final)
     return final
 
 
@@ -137,10 +137,8 @@ def _run_on(client, configs, root, on_done: OnDone, deadline: float | None
 
     results, todo = [], []
     for config in map(executors.with_budget, configs):
-        folder = store.cell_dir(root, config)
-        if store.is_complete(folder, config):
-            record = store.read_run(folder)
-            result = CellResult(config, folder, "skipped", record["reason"], record["summary"])
+        result = completed(config, root)
+        if result:
             results.append(result)
             on_done(result)
         else:

@@ -247,8 +247,6 @@ def krum_select(gradients: torch.Tensor, f: int, m: int | str = 1, squared: bool
 
 def krum_check(n: int, f: int, m: int | str = 1, squared: bool = True,
                neighbours: str = "n-f-2") -> str | None:
-    if n < 2 * f + 3:
-        return f"needs n >= 2f+3 = {2 * f + 3}"
     if neighbours not in KRUM_NEIGHBOURS:
         return "neighbours must be 'n-f-2' (Blanchard et al.) or 'n-f-1' (ICLR'21 harness)"
     count = selection_count(m, n, f)

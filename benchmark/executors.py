@@ -24,9 +24,10 @@ from typing import Callable, Iterable
 
 import torch
 
-from . import checkpoint, devices, provenance, store
+from . import devices, provenance, store
 from .api import UsageError
-from .cells import CellResult, run_cell, single_thread
+from .cells import CellResult, publish_cell, run_cell
+from .processes import single_thread
 from .config import RunConfig
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -79,9 +80,7 @@ def _timed_out(config: RunConfig, root: Path | str) -> CellResult:
     record.update(status="failed", reason=reason, started=store.now(), finished=store.now(),
                   steps_done=0, timings={"seconds": hard_limit(config)},
                   summary=summarize([], [], "failed", 0))
-    store.write_run_json(temp, record)
-    store.publish(temp, final)
-    checkpoint.discard(checkpoint.folder_for(final))  # the cell is complete: nothing to resume
+    publish_cell(temp, final, record)
     return CellResult(config, final, "failed", reason, record["summary"])
 
 

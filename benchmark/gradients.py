@@ -58,6 +58,12 @@ class ModelFunctions:
         pieces = torch.split(theta, self.sizes)
         return {name: piece.view(shape) for name, piece, shape in zip(self.names, pieces, self.shapes)}
 
+    def unflatten_per_worker(self, thetas: torch.Tensor) -> dict[str, torch.Tensor]:
+        """thetas [w, d] -> each parameter with a leading worker axis, [w, *shape]."""
+        pieces = torch.split(thetas, self.sizes, dim=1)
+        return {name: piece.reshape(len(thetas), *shape)
+                for name, piece, shape in zip(self.names, pieces, self.shapes)}
+
     def _loss_of(self, params, inputs, targets):
         outputs = functional_call(self.model, (params, self.buffers), (inputs,))
         return self.loss(outputs, targets)
@@ -79,16 +85,29 @@ class ModelFunctions:
         """`worker_gradients` where worker i is at its own parameters thetas[i] ([w, d])."""
         self.model.train()
         if self.method == "fused":
-            pieces = torch.split(thetas, self.sizes, dim=1)
-            params = [piece.reshape(len(thetas), *shape)
-                      for piece, shape in zip(pieces, self.shapes)]
+            params = list(self.unflatten_per_worker(thetas).values())
             gradients, losses = self.fused.gradients_per_worker(params, inputs, targets)
         else:
-            from .local_steps import gradients_at  # vmap or loop over per-worker parameters
-            gradients, losses = gradients_at(self, thetas, inputs, targets)
+            gradients, losses = self.unfused_gradients_at(thetas, inputs, targets)
         if l2:
             gradients.add_(thetas, alpha=l2)
         return gradients, losses
+
+    def unfused_gradients_at(self, thetas: torch.Tensor, inputs: torch.Tensor,
+                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each worker's gradient at its own parameters, without l2, by the loop or by vmap
+        (also for the fused method: local steps run so): thetas [w, d], inputs [w, b, ...],
+        targets [w, b] -> (gradients [w, d], mean losses [w])."""
+        self.model.train()
+        if self.method == "loop":
+            pairs = [self.worker_gradients(theta, x[None], y[None])
+                     for theta, x, y in zip(thetas, inputs, targets)]
+            return torch.cat([g for g, _ in pairs]), torch.cat([loss for _, loss in pairs])
+        grads, losses = vmap(grad_and_value(self._loss_of), in_dims=(0, 0, 0),
+                             randomness="different")(self.unflatten_per_worker(thetas),
+                                                     inputs, targets)
+        flat = torch.cat([grads[name].reshape(len(thetas), -1) for name in self.names], dim=1)
+        return flat, losses.detach()
 
     def _fused(self, theta, inputs, targets):
         return self.fused.gradients(list(self.unflatten(theta).values()), inputs, targets)

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 from . import peers, registry
-from .cells import set_threads
 from .api import UsageError
+from .plugins import BoundDefense
+from .processes import set_threads
 
 SCHEMA = 1
 # (n, f, d): MNIST/Fashion-MNIST MLP at both f of the paper, CIFAR CNN at both f,
@@ -116,16 +117,8 @@ def components_of(label: str) -> list[registry.Component]:
 
 
 def check_reason(label: str, n: int, f: int) -> str | None:
-    """Why `label` cannot run at (n, f), or None. Compositions check each component."""
-    components = components_of(label)
-    for component in components:
-        check = component.spec.check
-        reason = check(n, f, **component.options) if check else None
-        if reason:
-            return reason
-        if component.spec.resize is not None:
-            n, f = component.spec.resize(n, f, **component.options)
-    return None
+    """Why `label` cannot run at (n, f), or None; the harness's own check."""
+    return BoundDefense(label, f, torch.Generator(), components_of(label)).reason(n)
 
 
 def plan(defenses: list[str], shapes: list[tuple[int, int, int]]):
@@ -154,17 +147,8 @@ def kernel_function(label: str, f: int, seed: int) -> Callable[[torch.Tensor], o
     state). A lone pre-aggregator is timed as it is; compositions go through the
     harness's BoundDefense (its validation costs one pass over a d-vector)."""
     components = components_of(label)
-    generator = torch.Generator().manual_seed(seed)
-    if len(components) == 1:
-        spec, options = components[0].spec, dict(components[0].options)
-        if spec.randomized:
-            options["generator"] = generator
-        if spec.stateful:
-            options["state"] = {}
-        return lambda gradients: spec.aggregate(gradients, f, **options)
-    from .plugins import BoundDefense
-    bound = BoundDefense(label, f, generator)
-    return lambda gradients: bound(gradients)
+    bound = BoundDefense(label, f, torch.Generator().manual_seed(seed), components)
+    return bound.aggregate if len(components) == 1 else bound
 
 
 def attacked_input(n: int, f: int, d: int, seed: int, device: str) -> torch.Tensor:

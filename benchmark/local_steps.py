@@ -14,35 +14,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.func import functional_call, grad_and_value, vmap
 
 from .gradients import ModelFunctions
 
 Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
-
-
-def gradients_at(functions: ModelFunctions, thetas: torch.Tensor, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each worker's gradient at its own parameters: thetas [w, d], inputs [w, b, ...],
-    targets [w, b] -> (gradients [w, d], mean losses [w])."""
-    functions.model.train()
-    workers = len(thetas)
-    if functions.method == "loop":
-        pairs = [functions.worker_gradients(theta, x[None], y[None])
-                 for theta, x, y in zip(thetas, inputs, targets)]
-        return torch.cat([g for g, _ in pairs]), torch.cat([loss for _, loss in pairs])
-    pieces = torch.split(thetas, functions.sizes, dim=1)
-    params = {name: piece.reshape(workers, *shape)
-              for name, piece, shape in zip(functions.names, pieces, functions.shapes)}
-
-    def loss_of(worker_params, x, y):
-        outputs = functional_call(functions.model, (worker_params, functions.buffers), (x,))
-        return functions.loss(outputs, y)
-
-    grads, losses = vmap(grad_and_value(loss_of), in_dims=(0, 0, 0),
-                         randomness="different")(params, inputs, targets)
-    flat = torch.cat([grads[name].reshape(workers, -1) for name in functions.names], dim=1)
-    return flat, losses.detach()
 
 
 def accumulate(functions: ModelFunctions, theta: torch.Tensor, first: torch.Tensor,
@@ -55,7 +30,7 @@ def accumulate(functions: ModelFunctions, theta: torch.Tensor, first: torch.Tens
     total, loss_total = first.clone(), first_losses.clone()
     for _ in range(steps - 1):
         inputs, targets = next_batches()
-        gradients, losses = gradients_at(functions, local, inputs, targets)
+        gradients, losses = functions.unfused_gradients_at(local, inputs, targets)
         if l2:
             gradients.add_(local, alpha=l2)
         local.sub_(gradients, alpha=lr)

@@ -95,8 +95,9 @@ class BoundDefense:
     pre-aggregator's `resize`), and is checked and called with them.
     """
 
-    def __init__(self, text: str, f: int, generator: torch.Generator):
-        self.components = registry.resolve("defense", text)
+    def __init__(self, text: str, f: int, generator: torch.Generator,
+                 components: list[registry.Component] | None = None):
+        self.components = components or registry.resolve("defense", text)
         self.f = f
         self.generator = generator
         self.states = [{} if c.spec.stateful else None for c in self.components]
@@ -115,14 +116,27 @@ class BoundDefense:
                 n, f = resize(n, f, **component.options)
         return shapes
 
+    def _first_failure(self, n: int):
+        """(component, rows, f, reason) for the first component that cannot run, or None."""
+        for component, (rows, f) in zip(self.components, self.shapes(n)):
+            reason = component.spec.reason(rows, f, **component.options)
+            if reason:
+                return component, rows, f, reason
+        return None
+
+    def reason(self, n: int) -> str | None:
+        """Why the defense cannot run on n rows, in the failing rule's words, or None."""
+        failure = self._first_failure(n)
+        return failure[3] if failure else None
+
     def check(self, n: int) -> None:
         """Raises UsageError with the rule's own reason if (n, f) is invalid."""
-        for component, (rows, f) in zip(self.components, self.shapes(n)):
-            reason = _call_check(component, rows, f)
-            if reason:
-                seen = "" if (rows, f) == (n, self.f) else f" (it sees n={rows}, f={f})"
-                raise UsageError(f"defense {component.label!r} with n={n}, f={self.f}{seen}: "
-                                 f"{reason}")
+        failure = self._first_failure(n)
+        if failure:
+            component, rows, f, reason = failure
+            seen = "" if (rows, f) == (n, self.f) else f" (it sees n={rows}, f={f})"
+            raise UsageError(f"defense {component.label!r} with n={n}, f={self.f}{seen}: "
+                             f"{reason}")
 
     def upper_bound(self, n: int, d: int) -> float | None:
         """The rule's bound; None for a composition: the published bounds are stated for
@@ -144,10 +158,15 @@ class BoundDefense:
             current = component.spec.aggregate(current, f, **component.options, **extra)
         return current
 
+    def aggregate(self, gradients: torch.Tensor):
+        """What the rule returns, unvalidated, with the run's state and generator: the
+        call that the engine validates, as the kernel benchmark times it."""
+        return self._apply(gradients, self.states, self.generator)
+
     def __call__(self, gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Aggregate; returns (vector, selected row indices or None). Validates the output."""
         try:
-            result = self._apply(gradients, self.states, self.generator)
+            result = self.aggregate(gradients)
         except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C
             if is_ctrl_c(error):
                 raise

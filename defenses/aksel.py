@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from benchmark.api import (Aggregated, Defense, coordinate_median, finite_rows, mean_of_rows,
+from benchmark.api import (Aggregated, AtLeast, Defense, coordinate_median, finite_rows, mean_of_rows,
                            smallest_first)
 
 COUNTS = {"mid": lambda n, f: (n + 1) // 2, "n-f": lambda n, f: n - f}
@@ -22,18 +22,17 @@ def aggregate(gradients, f, mode="mid"):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, mode="mid"):
+def check(n, f, mode):
     if mode not in COUNTS:
         return f"mode must be 'mid' (ceil(n/2) closest rows) or 'n-f', not {mode!r}"
-    return None if n >= 2 * f + 1 else f"aksel needs n >= 2f+1 = {2 * f + 1}"
+    return None
 
 
 defense = Defense(
     name="aksel",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"mode": "mid"},
+    needs=AtLeast(2, 1),
     description="Mean of the ceil(n/2) rows closest to the coordinate-wise median "
                 "(mode=n-f: the n-f closest)",
     reference="Boussetta et al., AKSEL: fast Byzantine SGD, OPODIS 2020",

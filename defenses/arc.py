@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from benchmark.api import Defense, finite_rows
+from benchmark.api import AtLeast, Defense, finite_rows
 
 
 def aggregate(gradients, f):
@@ -23,15 +23,10 @@ def aggregate(gradients, f):
     return torch.where(finite[:, None], gradients * scale[:, None], gradients)
 
 
-def check(n, f):
-    return None if n >= 2 * f + 1 else f"arc needs n >= 2f+1 = {2 * f + 1}"
-
-
 defense = Defense(
     name="arc",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
+    needs=AtLeast(2, 1),
     preaggregator=True,
     keeps_rows=True,
     description="Pre-aggregator: clip the floor(2(f/n)(n-f)) largest-norm rows to the next "

@@ -14,5 +14,4 @@ defense = Defense(
     description="Coordinate-wise mean of all rows (not robust; a non-finite row makes the "
                 "output non-finite)",
     reference="Standard distributed SGD",
-    requirement="n >= 1",
 )

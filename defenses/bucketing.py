@@ -20,7 +20,7 @@ def aggregate(gradients, f, s=2, *, generator):
     return sums / sizes[:, None]
 
 
-def check(n, f, s=2):
+def check(n, f, s):
     return None if s >= 1 else f"bucket size s must be >= 1, not {s}"
 
 
@@ -29,10 +29,9 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     requirement="s >= 1 (the next rule sees ceil(n/s) rows and f)",
-    options={"s": 2},
     randomized=True,
     preaggregator=True,
-    resize=lambda n, f, s=2: (math.ceil(n / s), f),
+    resize=lambda n, f, s: (math.ceil(n / s), f),
     description="Pre-aggregator: average random buckets of s rows; the next rule sees "
                 "ceil(n/s) rows; compose as bucketing+RULE",
     reference="Karimireddy, He, Jaggi, Byzantine-robust learning on heterogeneous datasets "

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from benchmark.api import (Aggregated, Defense, coordinate_mean_around_median,
+from benchmark.api import (Aggregated, AtLeast, Defense, coordinate_mean_around_median,
                            distances_and_finite, krum_bound, pairwise_sq_distances,
                            smallest_first)
 
@@ -115,19 +115,18 @@ def aggregate(gradients, f, variant="el-mhamdi"):
     return Aggregated(vector, selected)
 
 
-def check(n, f, variant="el-mhamdi"):
+def check(n, f, variant):
     if variant not in ("el-mhamdi", "iclr21"):
         return "variant must be 'el-mhamdi' (the paper) or 'iclr21' (the ICLR'21 harness)"
-    return None if n >= 4 * f + 3 else f"bulyan needs n >= 4f+3 = {4 * f + 3}"
+    return None
 
 
 defense = Defense(
     name="bulyan",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 4f+3",
+    needs=AtLeast(4, 3),
     upper_bound=krum_bound,
-    options={"variant": "el-mhamdi"},
     description="Select n-2f rows by repeated Krum, then per coordinate average the "
                 "n-4f selected values closest to their median",
     reference="El Mhamdi, Guerraoui, Rouault, The hidden vulnerability of distributed "

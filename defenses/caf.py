@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from benchmark.api import Defense, gram_matrix, weighted_sum
+from benchmark.api import AtLeast, Defense, gram_matrix, weighted_sum
 
 
 def filter_weights(gram, weights, floor):
@@ -45,15 +45,10 @@ def aggregate(gradients, f):
     return weighted_sum(share, gradients, finite)
 
 
-def check(n, f):
-    return None if n >= 2 * f + 1 else f"caf needs n >= 2f+1 = {2 * f + 1}"
-
-
 defense = Defense(
     name="caf",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
+    needs=AtLeast(2, 1),
     description="Covariance-bound agnostic filter: iteratively down-weight rows along the "
                 "top eigenvector of the weighted covariance, return the weighted mean "
                 "of smallest top eigenvalue",

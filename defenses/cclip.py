@@ -8,7 +8,7 @@ direction, so it contributes nothing (it still counts in the 1/n).
 """
 import torch
 
-from benchmark.api import Defense, finite_rows, weighted_sum
+from benchmark.api import AtLeast, Defense, finite_rows, weighted_sum
 
 
 def aggregate(gradients, f, tau=10.0, iterations=1, *, state):
@@ -27,18 +27,17 @@ def aggregate(gradients, f, tau=10.0, iterations=1, *, state):
     return center
 
 
-def check(n, f, tau=10.0, iterations=1):
+def check(n, f, tau, iterations):
     if tau <= 0 or iterations < 1:
         return f"tau must be > 0 and iterations >= 1 (got tau={tau}, iterations={iterations})"
-    return None if n >= 2 * f + 1 else f"cclip needs n >= 2f+1 = {2 * f + 1}"
+    return None
 
 
 defense = Defense(
     name="cclip",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"tau": 10.0, "iterations": 1},
+    needs=AtLeast(2, 1),
     stateful=True,
     description="Centered clipping around the previous aggregate: v += mean of the "
                 "differences g_i - v clipped to norm tau, `iterations` times",

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from benchmark.api import Aggregated, Defense, finite_rows, mean_of_rows, smallest_first
+from benchmark.api import Aggregated, AtLeast, Defense, finite_rows, mean_of_rows, smallest_first
 
 
 def aggregate(gradients, f):
@@ -14,15 +14,10 @@ def aggregate(gradients, f):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f):
-    return None if n >= 2 * f + 1 else f"cge needs n >= 2f+1 = {2 * f + 1}"
-
-
 defense = Defense(
     name="cge",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
+    needs=AtLeast(2, 1),
     description="Mean of the n-f rows of smallest norm (non-finite rows rank last)",
     reference="Gupta, Liu, Vaidya, Byzantine fault-tolerant distributed machine learning "
               "with norm-based comparative gradient elimination, DSN-W 2021",

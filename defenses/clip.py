@@ -29,7 +29,7 @@ def aggregate(gradients, f, tau=None):
     return torch.where(finite[:, None], gradients * scale[:, None], gradients)
 
 
-def check(n, f, tau=None):
+def check(n, f, tau):
     if tau is not None:
         if isinstance(tau, str) or not (math.isfinite(tau) and tau > 0):
             return f"tau must be a positive number (or unset: the median norm), not {tau!r}"
@@ -42,7 +42,6 @@ defense = Defense(
     aggregate=aggregate,
     check=check,
     requirement="n >= 2f+1 (median norm); any n with a fixed tau",
-    options={"tau": None},
     preaggregator=True,
     keeps_rows=True,
     description="Pre-aggregator: clip every row to norm tau (unset: the median norm of the "

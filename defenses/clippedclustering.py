@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from benchmark.api import Aggregated, Defense, finite_rows, gram_matrix, weighted_sum
+from benchmark.api import Aggregated, AtLeast, Defense, finite_rows, gram_matrix, weighted_sum
 
 
 def median(values):
@@ -83,16 +83,10 @@ def aggregate(gradients, f, history=True, *, state):
     return Aggregated(weighted_sum(weights, gradients, finite), selected)
 
 
-def check(n, f, history=True):
-    return None if n >= 2 * f + 1 else f"clippedclustering needs n >= 2f+1 = {2 * f + 1}"
-
-
 defense = Defense(
     name="clippedclustering",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
-    options={"history": True},
+    needs=AtLeast(2, 1),
     stateful=True,
     description="Clip rows to the median of every norm seen so far, split them in two by "
                 "average-linkage clustering on cosine distance, mean of the larger cluster",

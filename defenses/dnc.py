@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from benchmark.api import Aggregated, Defense, finite_rows, mean_of_rows
+from benchmark.api import Aggregated, AtLeast, Defense, finite_rows, mean_of_rows
 
 
 def scores(block, finite):
@@ -49,20 +49,17 @@ def aggregate(gradients, f, c=1.0, niters=5, b=10000, *, generator):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, c=1.0, niters=5, b=10000):
+def check(n, f, c, niters, b):
     if not (math.isfinite(c) and c >= 0) or niters < 1 or b < 1:
         return f"c must be >= 0, niters >= 1 and b >= 1 (got c={c}, niters={niters}, b={b})"
-    if n - math.floor(c * f) < 1 or n < 2 * f + 1:
-        return f"dnc needs n >= 2f+1 = {2 * f + 1} and n > floor(c·f)"
-    return None
+    return None if n > math.floor(c * f) else "dnc needs n > floor(c·f)"
 
 
 defense = Defense(
     name="dnc",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"c": 1.0, "niters": 5, "b": 10000},
+    needs=AtLeast(2, 1),
     randomized=True,
     description="Divide-and-Conquer: niters times, on b random coordinates, drop the floor(c·f) "
                 "rows with the largest squared projection on the top singular vector of the "

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from benchmark.api import Defense, finite_rows, gram_matrix, weighted_sum
+from benchmark.api import AtLeast, Defense, finite_rows, gram_matrix, weighted_sum
 
 
 def weights(gram, finite, kappa):
@@ -54,18 +54,17 @@ def aggregate(gradients, f, kappa=1.0):
     return weighted_sum(alpha / total, gradients, finite)
 
 
-def check(n, f, kappa=1.0):
+def check(n, f, kappa):
     if not (math.isfinite(kappa) and kappa > 0):
         return f"kappa must be a positive number, not {kappa}"
-    return None if n >= 2 else "foolsgold compares rows with each other: it needs n >= 2"
+    return None
 
 
 defense = Defense(
     name="foolsgold",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2",
-    options={"kappa": 1.0},
+    needs=AtLeast(plus=2),
     description="FoolsGold per step (no history: rows carry no identity): weights from 1 - "
                 "the largest pardoned cosine similarity to another row, logit-scaled; "
                 "weighted mean",

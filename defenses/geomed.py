@@ -9,7 +9,7 @@ Gram matrix (O(n^2) per iteration instead of O(n d)); their absolute error is ab
 """
 import torch
 
-from benchmark.api import Defense, gram_matrix, weighted_sum
+from benchmark.api import AtLeast, Defense, gram_matrix, weighted_sum
 
 
 def weiszfeld_weights(gram, finite, iterations, tolerance, nu):
@@ -37,18 +37,17 @@ def aggregate(gradients, f, iterations=100, tolerance=1e-6, nu=1e-6):
     return weighted_sum(beta, gradients, finite)
 
 
-def check(n, f, iterations=100, tolerance=1e-6, nu=1e-6):
+def check(n, f, iterations, tolerance, nu):
     if iterations < 0 or tolerance < 0 or nu <= 0:
         return "iterations and tolerance must be >= 0 and nu > 0"
-    return None if n >= 2 * f + 1 else f"geomed needs n >= 2f+1 = {2 * f + 1}"
+    return None
 
 
 defense = Defense(
     name="geomed",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"iterations": 100, "tolerance": 1e-6, "nu": 1e-6},
+    needs=AtLeast(2, 1),
     description="Geometric median (smoothed Weiszfeld from the mean, at most `iterations` "
                 "steps, stop when the objective changes by < tolerance relative); "
                 "non-finite rows get weight 0",

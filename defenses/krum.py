@@ -7,13 +7,13 @@ m = n - f - 2: `krum:squared=false,neighbours=n-f-1,m=n-f-2` selects it. A non-f
 row is infinitely far from every other and ranks behind every finite row.
 The kernels live in benchmark.api (shared with multi-krum and bulyan).
 """
-from benchmark.api import Defense, krum_bound, krum_check, krum_select
+from benchmark.api import AtLeast, Defense, krum_bound, krum_check, krum_select
 
 defense = Defense(
     name="krum",
     aggregate=krum_select,
     check=krum_check,
-    requirement="n >= 2f+3",
+    needs=AtLeast(2, 3),
     upper_bound=krum_bound,
     options={"m": "1", "squared": True, "neighbours": "n-f-2"},
     description="Row with the smallest sum of squared distances to its n-f-2 nearest rows; "

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from benchmark.api import Aggregated, Defense, mean_of_rows, pairwise_sq_distances
+from benchmark.api import Aggregated, AtLeast, Defense, mean_of_rows, pairwise_sq_distances
 
 
 def _bits(mask):
@@ -157,9 +157,6 @@ def aggregate(gradients, f):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f):
-    return None if n >= 2 * f + 1 else f"mda needs n >= 2f+1 = {2 * f + 1}"
-
 
 def upper_bound(n, f, d):
     return math.inf if f == 0 else (n - f) / (math.sqrt(8) * f)
@@ -168,8 +165,7 @@ def upper_bound(n, f, d):
 defense = Defense(
     name="mda",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
+    needs=AtLeast(2, 1),
     upper_bound=upper_bound,
     description="Mean of the n-f rows whose diameter (largest pairwise distance) is "
                 "smallest; exact (branch and bound), non-finite rows are removed first",

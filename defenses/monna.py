@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from benchmark.api import (Aggregated, Defense, coordinate_median, finite_rows, mean_of_rows,
+from benchmark.api import (Aggregated, AtLeast, Defense, coordinate_median, finite_rows, mean_of_rows,
                            smallest_first)
 
 
@@ -26,18 +26,17 @@ def aggregate(gradients, f, pivot="previous", *, state):
     return Aggregated(result, selected)
 
 
-def check(n, f, pivot="previous"):
+def check(n, f, pivot):
     if pivot not in ("previous", "median"):
         return f"pivot must be 'previous' (the last aggregate) or 'median', not {pivot!r}"
-    return None if n >= 2 * f + 1 else f"monna needs n >= 2f+1 = {2 * f + 1}"
+    return None
 
 
 defense = Defense(
     name="monna",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"pivot": "previous"},
+    needs=AtLeast(2, 1),
     stateful=True,
     description="Mean of the n-f rows nearest to the previous aggregate (first step: to the "
                 "coordinate-wise median; pivot=median: always the median)",

@@ -2,13 +2,13 @@
 
 Same kernels as defenses/krum.py (benchmark.api); only the default m differs.
 """
-from benchmark.api import Defense, krum_bound, krum_check, krum_select
+from benchmark.api import AtLeast, Defense, krum_bound, krum_check, krum_select
 
 defense = Defense(
     name="multi-krum",
     aggregate=krum_select,
     check=krum_check,
-    requirement="n >= 2f+3",
+    needs=AtLeast(2, 3),
     upper_bound=krum_bound,
     options={"m": "n-f", "squared": True, "neighbours": "n-f-2"},
     description="Mean of the m rows with the smallest Krum scores (default m = n-f; "

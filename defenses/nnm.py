@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from benchmark.api import Defense, distances_and_finite, weighted_sum
+from benchmark.api import AtLeast, Defense, distances_and_finite, weighted_sum
 
 
 def aggregate(gradients, f):
@@ -27,15 +27,10 @@ def aggregate(gradients, f):
     return mixed
 
 
-def check(n, f):
-    return None if n >= 2 * f + 1 else f"nnm needs n >= 2f+1 = {2 * f + 1}"
-
-
 defense = Defense(
     name="nnm",
     aggregate=aggregate,
-    check=check,
-    requirement="n >= 2f+1",
+    needs=AtLeast(2, 1),
     preaggregator=True,
     keeps_rows=True,
     description="Pre-aggregator: replace each row by the mean of its n-f nearest rows "

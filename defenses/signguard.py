@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from benchmark.api import Aggregated, Defense, finite_rows, weighted_sum
+from benchmark.api import Aggregated, AtLeast, Defense, finite_rows, weighted_sum
 
 SLACK = 1e-9
 
@@ -123,20 +123,19 @@ def aggregate(gradients, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5, *, generat
     return Aggregated(weighted_sum(weights, gradients, finite), selected)
 
 
-def check(n, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5):
+def check(n, f, L, R, fraction, quantile):
     if not (0 <= L <= 1 <= R):
         return f"the norm bounds must satisfy 0 <= L <= 1 <= R (got L={L}, R={R})"
     if not (0 < fraction and 0 < quantile <= 1):
         return f"fraction must be > 0 and quantile in (0, 1] (got {fraction}, {quantile})"
-    return None if n >= 2 * f + 1 else f"signguard needs n >= 2f+1 = {2 * f + 1}"
+    return None
 
 
 defense = Defense(
     name="signguard",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"L": 0.1, "R": 3.0, "fraction": 0.1, "quantile": 0.5},
+    needs=AtLeast(2, 1),
     randomized=True,
     description="Rows with norm within [L, R] x the median norm and in the largest mean-shift "
                 "cluster of sign statistics (on a random coordinate subset); mean of them "

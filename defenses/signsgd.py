@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from benchmark.api import Defense, coordinate_median, finite_rows
+from benchmark.api import AtLeast, Defense, coordinate_median, finite_rows
 
 
 def aggregate(gradients, f, scale=0.0):
@@ -21,18 +21,17 @@ def aggregate(gradients, f, scale=0.0):
     return votes.sign() * scale
 
 
-def check(n, f, scale=0.0):
+def check(n, f, scale):
     if scale < 0:
         return f"scale must be positive, or 0 for the median row norm / sqrt(d), not {scale}"
-    return None if n >= 2 * f + 1 else f"signsgd needs n >= 2f+1 = {2 * f + 1} (a majority)"
+    return None
 
 
 defense = Defense(
     name="signsgd",
     aggregate=aggregate,
     check=check,
-    requirement="n >= 2f+1",
-    options={"scale": 0.0},
+    needs=AtLeast(2, 1),
     description="Majority vote of the coordinate signs, times scale (0: median row norm "
                 "/ sqrt(d))",
     reference="Bernstein et al., signSGD with majority vote is communication efficient "

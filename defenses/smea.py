@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from benchmark.api import Aggregated, Defense, gram_matrix, mean_of_rows
+from benchmark.api import Aggregated, AtLeast, Defense, gram_matrix, mean_of_rows
 
 BATCH = 4096
 
@@ -44,9 +44,7 @@ def aggregate(gradients, f, max_subsets=5000):
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 
-def check(n, f, max_subsets=5000):
-    if n < 2 * f + 1:
-        return f"smea needs n >= 2f+1 = {2 * f + 1}"
+def check(n, f, max_subsets):
     if math.comb(n, f) > max_subsets:
         return (f"smea enumerates C(n, f) = C({n}, {f}) = {math.comb(n, f):,} subsets, more "
                 f"than max_subsets={max_subsets:,}; lower f, raise smea:max_subsets=..., "
@@ -58,8 +56,8 @@ defense = Defense(
     name="smea",
     aggregate=aggregate,
     check=check,
+    needs=AtLeast(2, 1),
     requirement="n >= 2f+1 and C(n, f) <= max_subsets",
-    options={"max_subsets": 5000},
     description="Mean of the n-f rows whose covariance has the smallest top eigenvalue "
                 "(exact enumeration, bounded by max_subsets)",
     reference="Allouah et al., Fixing by mixing: a recipe for optimal Byzantine ML under "

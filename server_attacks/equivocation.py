@@ -16,7 +16,7 @@ def craft(models, f, recipients, factor=1.5, floor=0.01):
     return per_recipient.unsqueeze(0).repeat(f, 1, 1)
 
 
-def check(n, f, factor=1.5, floor=0.01):
+def check(n, f, factor, floor):
     if factor < 0 or floor < 0:
         return f"factor and floor must be non-negative, not {factor} and {floor}"
     return None
@@ -26,7 +26,6 @@ server_attack = ServerAttack(
     name="equivocation",
     attack=craft,
     check=check,
-    options={"factor": 1.5, "floor": 0.01},
     description="different models to different recipients: mean + factor * spread to "
                 "half of them, mean - factor * spread to the others",
     reference="El-Mhamdi et al., Genuinely distributed Byzantine machine learning, PODC 2020",

@@ -11,7 +11,7 @@ def craft(models, f, recipients, factor=1.1):
     return copies((1 - factor) * models.mean(dim=0), f)
 
 
-def check(n, f, factor=1.1):
+def check(n, f, factor):
     return None if math.isfinite(factor) else f"factor must be finite, not {factor}"
 
 
@@ -19,7 +19,6 @@ server_attack = ServerAttack(
     name="model-empire",
     attack=craft,
     check=check,
-    options={"factor": 1.1},
     description="(1 - factor) * mean of the correct servers' models (-0.1 * mean by default)",
     reference="Xie et al., Fall of empires, UAI 2019 (applied to models)",
 )

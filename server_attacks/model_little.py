@@ -10,7 +10,7 @@ def craft(models, f, recipients, factor=1.5):
     return copies(mean - factor * spread, f)
 
 
-def check(n, f, factor=1.5):
+def check(n, f, factor):
     return None if factor >= 0 else f"factor must be non-negative, not {factor}"
 
 
@@ -18,7 +18,6 @@ server_attack = ServerAttack(
     name="model-little",
     attack=craft,
     check=check,
-    options={"factor": 1.5},
     description="mean - factor * coordinate-wise std of the correct servers' models",
     reference="Baruch et al., A little is enough, NeurIPS 2019 (applied to models)",
 )

@@ -12,7 +12,7 @@ def craft(models, f, recipients, state, delay=20):
     return copies(history[0], f)
 
 
-def check(n, f, delay=20):
+def check(n, f, delay):
     return None if delay >= 1 else f"delay must be at least 1 exchange, not {delay}"
 
 
@@ -21,7 +21,6 @@ server_attack = ServerAttack(
     attack=craft,
     check=check,
     stateful=True,
-    options={"delay": 20},
     description="an old copy of the correct servers' mean model (from `delay` exchanges ago)",
     reference="El-Mhamdi et al., Genuinely distributed Byzantine machine learning, PODC 2020",
 )

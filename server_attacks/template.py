@@ -10,11 +10,12 @@ from benchmark.api import ServerAttack
 
 
 def craft(models, f, recipients, scale=-1.0):
-    # every Byzantine server sends the correct models' mean, scaled
+    # every Byzantine server sends the correct models' mean, scaled; `scale` is an option
+    # (keyword arguments with defaults are, typed by their default)
     return (scale * models.mean(dim=0)).repeat(f, 1)
 
 
-def check(n, f, scale=-1.0):
+def check(n, f, scale):
     # why (n servers, f of them Byzantine, these options) cannot work, or None
     return None
 
@@ -23,7 +24,6 @@ server_attack = ServerAttack(
     name="template",
     attack=craft,
     check=check,
-    options={"scale": -1.0},
     description="the correct models' mean times scale (an example to copy)",
     reference="-",
 )

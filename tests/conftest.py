@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.cells import single_thread
+from benchmark.processes import single_thread
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,15 +4,18 @@ no-op on identical rows, translation equivariance, non-finite Byzantine rows.
 
 References work in float64 on Python lists; inputs are small (n <= 12, d <= 5).
 """
+import inspect
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
 
 from benchmark import registry
-from benchmark.api import Aggregated
+from benchmark.api import Aggregated, keyword_defaults
+from benchmark.plugins import BoundDefense
 from tests.defense_references import (
     closest_mean,
     mean_rows,
@@ -54,61 +57,71 @@ INF = math.inf
 @dataclass
 class Rule:
     reference: Callable
-    min_n: Callable[[int], int]
     translation: bool = True       # rule(x + t) == rule(x) + t
     noop: bool = True              # rule(identical rows) == that row
     robust: bool = True            # at most f non-finite rows leave the output finite
+    min_n: Callable[[int], int] | None = None  # only where `check`, not `needs`, limits n
 
 
-def twice_plus(k):
-    return lambda f: 2 * f + k
-
-
+# One entry per registered defense; the smallest n comes from the rule's `needs`.
 RULES = {
-    "average": Rule(ref_average, lambda f: 1, robust=False),
-    "median": Rule(ref_median, twice_plus(1)),
-    "trmean": Rule(ref_trmean, twice_plus(1)),
-    "phocas": Rule(ref_phocas, twice_plus(1)),
-    "meamed": Rule(ref_meamed, twice_plus(1)),
-    "krum": Rule(ref_krum, twice_plus(3)),
-    "multi-krum": Rule(ref_multi_krum, twice_plus(3)),
-    "bulyan": Rule(ref_bulyan, lambda f: 4 * f + 3),
-    "mda": Rule(ref_mda, twice_plus(1)),
-    "aksel": Rule(ref_aksel, twice_plus(1)),
-    "cge": Rule(ref_cge, twice_plus(1), translation=False),
-    "geomed": Rule(ref_geomed, twice_plus(1)),
-    "cclip": Rule(ref_cclip, twice_plus(1), translation=False),
-    "monna": Rule(ref_monna, twice_plus(1)),
-    "caf": Rule(ref_caf, twice_plus(1)),
-    "smea": Rule(ref_smea, twice_plus(1)),
-    "signsgd": Rule(ref_signsgd, twice_plus(1), translation=False, noop=False),
-    "nnm": Rule(ref_nnm, twice_plus(1)),
-    "arc": Rule(ref_arc, twice_plus(1), translation=False),
-    "bucketing": Rule(ref_bucketing, lambda f: 1),
-    "dnc": Rule(ref_dnc, twice_plus(1)),
-    "signguard": Rule(ref_signguard, twice_plus(1), translation=False),
-    "clippedclustering": Rule(ref_clippedclustering, twice_plus(1), translation=False),
-    "foolsgold": Rule(ref_foolsgold, lambda f: 2, translation=False, noop=False),
-    "clip": Rule(ref_clip, twice_plus(1), translation=False),
+    "average": Rule(ref_average, robust=False),
+    "median": Rule(ref_median),
+    "trmean": Rule(ref_trmean),
+    "phocas": Rule(ref_phocas),
+    "meamed": Rule(ref_meamed),
+    "krum": Rule(ref_krum),
+    "multi-krum": Rule(ref_multi_krum),
+    "bulyan": Rule(ref_bulyan),
+    "mda": Rule(ref_mda),
+    "aksel": Rule(ref_aksel),
+    "cge": Rule(ref_cge, translation=False),
+    "geomed": Rule(ref_geomed),
+    "cclip": Rule(ref_cclip, translation=False),
+    "monna": Rule(ref_monna),
+    "caf": Rule(ref_caf),
+    "smea": Rule(ref_smea),
+    "signsgd": Rule(ref_signsgd, translation=False, noop=False),
+    "nnm": Rule(ref_nnm),
+    "arc": Rule(ref_arc, translation=False),
+    "bucketing": Rule(ref_bucketing),
+    "dnc": Rule(ref_dnc),
+    "signguard": Rule(ref_signguard, translation=False),
+    "clippedclustering": Rule(ref_clippedclustering, translation=False),
+    "foolsgold": Rule(ref_foolsgold, translation=False, noop=False),
+    "clip": Rule(ref_clip, translation=False, min_n=lambda f: 2 * f + 1),  # median norm
 }
+
 # Selecting rules whose vector is not the plain mean of the rows they select.
 NOT_A_PLAIN_MEAN = {"bulyan", "signguard", "clippedclustering"}
-NAMES = sorted(RULES)
+NAMES = sorted(registry.names("defense"))
+
+
+def min_n(name, f):
+    """The smallest n the rule accepts with f, from its declaration."""
+    rule = RULES.get(name)
+    if rule is None:
+        pytest.fail(f"defense {name!r} has no entry in RULES (tests/test_defenses.py): add "
+                    f"a reference `ref_{name.replace('-', '_')}` to tests/defense_references.py "
+                    "and `RULES[name] = Rule(reference, ...)`")
+    return rule.min_n(f) if rule.min_n else spec(name).needs.minimum(f)
 
 
 def spec(name):
     return registry.lookup("defense", name).spec
 
 
+def bound(name, f, **options):
+    """The rule as the engine calls it (options, generator and state injected), with
+    fresh state and a seed-0 generator; a lone pre-aggregator too."""
+    plugin = registry.lookup("defense", name)
+    component = registry.Component(plugin, {**plugin.spec.options, **options})
+    return BoundDefense(name, f, torch.Generator().manual_seed(0), [component])
+
+
 def run(name, x, f, **options):
-    """The rule on x with fresh state and a seed-0 generator; returns a float64 tensor."""
-    defense = spec(name)
-    extra = {}
-    if defense.randomized:
-        extra["generator"] = torch.Generator().manual_seed(0)
-    if defense.stateful:
-        extra["state"] = {}
-    result = defense.aggregate(x, f, **{**defense.options, **options}, **extra)
+    """The rule on x (see `bound`); returns a float64 tensor."""
+    result = bound(name, f, **options).aggregate(x)
     if isinstance(result, Aggregated):
         if name not in NOT_A_PLAIN_MEAN:  # bulyan: a coordinate-wise stage; others clip
             assert torch.equal(result.vector, x[result.selected].mean(dim=0))
@@ -133,9 +146,12 @@ def assert_close(result, expected, name):
                                msg=lambda m: f"{name}: {m}")
 
 
-def test_the_library_lists_every_rule_of_the_issue():
-    assert set(NAMES) <= set(registry.names("defense"))
-    assert len(registry.names("defense")) >= 20
+def test_every_registered_defense_has_a_reference():
+    missing = sorted(set(NAMES) - set(RULES))
+    assert not missing, (f"no reference for {missing}: add each to tests/defense_references.py "
+                         "and to RULES in tests/test_defenses.py")
+    assert not set(RULES) - set(NAMES), "RULES names a defense the registry does not list"
+    assert len(NAMES) >= 20
 
 
 # Distinct vectors tied on a selection score are ranked by row index, in the rule and in its
@@ -144,7 +160,7 @@ def test_the_library_lists_every_rule_of_the_issue():
 @pytest.mark.parametrize("kind", ["normal", "ties", "duplicates"])
 @pytest.mark.parametrize("f, extra_n", [(1, 0), (2, 0), (2, 3)])
 def test_rule_agrees_with_its_reference(name, kind, f, extra_n):
-    n = RULES[name].min_n(f) + extra_n + (2 if name in ("average", "bucketing") else 0)
+    n = min_n(name, f) + extra_n + (2 if name in ("average", "bucketing") else 0)
     x = inputs(kind, n, 4, seed=7 * n + f)
     assert_close(run(name, x, f), RULES[name].reference(rows_of(x), f), name)
 
@@ -153,7 +169,7 @@ def test_rule_agrees_with_its_reference(name, kind, f, extra_n):
 @pytest.mark.parametrize("bad", [math.nan, INF, -INF, "mixed"])
 def test_non_finite_byzantine_rows(name, bad):
     f = 2
-    n = max(RULES[name].min_n(f) + 2, 7)
+    n = max(min_n(name, f) + 2, 7)
     x = inputs("normal", n, 4, seed=3)
     if bad == "mixed":
         x[1, 0], x[4, 2] = math.nan, INF
@@ -169,7 +185,7 @@ def test_non_finite_byzantine_rows(name, bad):
 def test_row_order_does_not_matter(name):
     if spec(name).randomized:
         pytest.skip("the shuffle draws the buckets; tested for determinism instead")
-    f, x = 2, inputs("normal", RULES[name].min_n(2) + 2, 4, seed=11)
+    f, x = 2, inputs("normal", min_n(name, 2) + 2, 4, seed=11)
     permutation = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
     result, permuted = run(name, x, f), run(name, x[permutation], f)
     if spec(name).preaggregator:
@@ -189,26 +205,33 @@ def test_coordinate_rules_ignore_row_order_even_with_ties(name):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("f", [1, 2, 3])
 def test_requirement_boundary(name, f):
-    check = spec(name).check
-    n = RULES[name].min_n(f)
-    assert check is None or check(n, f, **spec(name).options) is None
-    if n > 1 and name != "bucketing":
-        reason = check(n - 1, f, **spec(name).options)
+    defense = spec(name)
+    n = min_n(name, f)
+    assert defense.reason(n, f, **defense.options) is None
+    if n > 1:
+        reason = defense.reason(n - 1, f, **defense.options)
         assert isinstance(reason, str) and reason, name
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if RULES[n].noop])
+@pytest.mark.parametrize("name", NAMES)
+def test_requirement_text_states_needs(name):
+    defense = spec(name)
+    if defense.needs.minimum(1) > 1:
+        assert str(defense.needs) in defense.requirement, name
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in RULES or RULES[n].noop])
 def test_identical_rows_give_that_row(name):
     row = torch.tensor([0.5, -1.25, 2.0, 0.0], dtype=torch.float64)
-    x = row.expand(RULES[name].min_n(2) + 1, -1).clone()
+    x = row.expand(min_n(name, 2) + 1, -1).clone()
     result = run(name, x, 2)
     expected = row.expand_as(result) if result.dim() == 2 else row
     torch.testing.assert_close(result, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if RULES[n].translation])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in RULES or RULES[n].translation])
 def test_translation_equivariance(name):
-    x = inputs("normal", RULES[name].min_n(2) + 2, 4, seed=13)
+    x = inputs("normal", min_n(name, 2) + 2, 4, seed=13)
     shift = torch.tensor([10.0, -3.0, 0.5, 100.0], dtype=torch.float64)
     torch.testing.assert_close(run(name, x + shift, 2), run(name, x, 2) + shift,
                                rtol=1e-6, atol=1e-6)
@@ -216,12 +239,9 @@ def test_translation_equivariance(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_float32_in_float32_out_and_input_untouched(name):
-    x = inputs("normal", RULES[name].min_n(2) + 2, 5, seed=17).to(torch.float32)
+    x = inputs("normal", min_n(name, 2) + 2, 5, seed=17).to(torch.float32)
     before = x.clone()
-    defense = spec(name)
-    extra = {"generator": torch.Generator().manual_seed(0)} if defense.randomized else {}
-    extra.update({"state": {}} if defense.stateful else {})
-    result = defense.aggregate(x, 2, **defense.options, **extra)
+    result = bound(name, 2).aggregate(x)
     result = result.vector if isinstance(result, Aggregated) else result
     assert result.dtype == torch.float32 and torch.equal(x, before)
 
@@ -330,3 +350,14 @@ def test_template_defense_is_a_working_example():
     assert torch.equal(template.aggregate(x, 1, scale=2.0), x.mean(dim=0) * 2.0)
     assert template.check(5, 1, scale=1.0) is None and "positive" in template.check(5, 1, scale=0.0)
     assert "template" not in registry.names("defense")  # hidden from listings and matrices
+
+
+@pytest.mark.parametrize("kind", ["defense", "attack", "server_attack"])
+def test_option_defaults_are_written_once(kind):
+    """A plugin's options come from its own function's keyword defaults; an explicit
+    `options=` is only for a function shared with other plugins (krum's kernel)."""
+    for name, plugin in registry.discover(kind).items():
+        function = plugin.spec.aggregate if kind == "defense" else plugin.spec.attack
+        if function is not None and Path(inspect.getsourcefile(function)) == plugin.path:
+            assert plugin.spec.options == keyword_defaults(function), \
+                f"{kind} {name}: options disagree with {function.__name__}'s defaults"

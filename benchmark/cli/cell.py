@@ -6,7 +6,7 @@ import sys
 
 from .. import store
 from ..api import UsageError
-from ..cells import single_thread
+from ..processes import single_thread
 from ..config import make_config
 from ..executors import prepare_results, run_guarded
 from ._common import add_cell_identity, add_run_settings, run_settings

@@ -7,7 +7,7 @@ import json
 
 from .. import deploy
 from ..api import UsageError
-from ..cells import single_thread
+from ..processes import single_thread
 from ..config import make_config
 from ._common import add_cell_identity, add_run_settings, run_settings
 

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from .. import kernels, registry
 from ..api import UsageError
-from ..cells import set_threads
+from ..processes import set_threads
 
 
 def register(commands) -> None:

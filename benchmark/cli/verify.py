@@ -80,7 +80,8 @@ def compare(folder: Path, record: dict, rerun: Path, rerun_record: dict) -> list
 
 def main(args) -> int:
     from .. import store
-    from ..cells import run_cell, single_thread
+    from ..cells import run_cell
+    from ..processes import single_thread
     from ..config import RunConfig
 
     root = Path(args.results)
