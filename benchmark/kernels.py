@@ -321,6 +321,7 @@ def write_results(path: Path, machine: dict, settings: Settings, records: list[d
 
 def _child(cases: list[Case], device: str, settings: Settings, connection, parent: int) -> None:
     set_threads(settings.threads)
+    peers.load()  # a peer library's imports count against start-up, not against a case
     connection.send(("ready",))
     for index, case in enumerate(cases):
         if os.getppid() != parent:  # the parent was killed: stop quietly

@@ -31,6 +31,12 @@ def byzfl_version() -> str | None:
         return None
 
 
+def load() -> None:
+    """Imports the installed peer libraries (seconds: they pull in plotting libraries)."""
+    if byzfl_version() is not None:
+        importlib.import_module("byzfl.aggregators.aggregators")
+
+
 def peer_of(label: str, f: int) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None:
     """(the peer's name and version, its aggregation of an [n, d] tensor) for a rule
     given without options, or None where no installed peer implements it."""
