@@ -28,7 +28,8 @@ NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 # RunConfig field gets an entry here: its name and that value.
 NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1,
            "servers": 1, "byzantine_servers": 0, "gather_every": 10, "gather_rule": "median",
-           "pull_rule": "median", "server_attack": "none", "worker_equivocation": False}
+           "pull_rule": "median", "server_attack": "none", "worker_equivocation": False,
+           "participants": None}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class RunConfig:
     server_attack: str = "none"    # what the Byzantine servers send (server_attacks/)
     worker_equivocation: bool = False  # Byzantine workers send different servers different
     # vectors (Adversary.equivocated)
+    # Partial participation (benchmark.stages.participation): workers drawn each step;
+    # None: all n
+    participants: int | None = None
     device: str = "cpu"
     profile: str = "adhoc"
     time_budget: float | None = None  # seconds; the run fails past it
@@ -177,6 +181,19 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def participation_problems(config: RunConfig) -> list[str]:
+    m = config.participants
+    if m is None:
+        return []
+    if not config.byzantine < m <= config.n:
+        return [f"participants={m} must be more than f_real={config.byzantine} (so an honest "
+                f"worker always takes part) and at most n={config.n}"]
+    if config.servers > 1:
+        return ["participants (partial participation) works with one server; drop "
+                "--participants or set servers=1"]
+    return []
+
+
 def validate(config: RunConfig) -> None:
     """Checks of the settings themselves; plugin `check`s run in benchmark.engine."""
     problems = [problem for problem in (type_problem(name, getattr(config, name))
@@ -238,6 +255,7 @@ def validate(config: RunConfig) -> None:
     if config.worker_equivocation and config.servers - config.byzantine_servers < 2:
         problems.append("worker_equivocation needs at least 2 correct servers to tell apart "
                         "(servers - byzantine_servers >= 2)")
+    problems += participation_problems(config)
     if problems:
         raise UsageError("; ".join(problems))
     if config.servers > 1:

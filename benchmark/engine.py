@@ -42,13 +42,14 @@ from .plugins import BoundAttack, BoundDefense, PluginFailure, check_pair
 from .sampling import make_sampler
 from .stages.adversary import Adversary, BoundServerAttack
 from .stages.channel import Channel, Shuffled
+from .stages.participation import Participation
 from .stages.channel import rows_unchanged as _rows_unchanged  # noqa: F401 (tests use it)
 from .stages.replicas import ReplicatedServers
 from .stages.server import Server
 from .stages.workers import HonestWorkers
 
 STREAMS = ("model", "data", "shuffle", "defense", "attack", "servers", "server_attack",
-           "model_rules")
+           "model_rules", "participation")  # append only: an index is part of a seed
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
@@ -106,7 +107,7 @@ class Simulation:
                              self.device)
         self.adversary = Adversary(BoundAttack(config.attack, config.byzantine,
                                                generator("attack")))
-        rows = check_pair(self.defense, self.attack, config.n)
+        rows = check_pair(self.defense, self.attack, config.participants or config.n)
         self.workers = HonestWorkers(
             config, self.data, self.functions,
             make_sampler(config, self.data.train_targets, generator("data")),
@@ -115,6 +116,8 @@ class Simulation:
                                    self.defense.upper_bound(rows, self.functions.dimension))
         self.step_index = 0
         self.replicas = self._replicate(generator) if config.servers > 1 else None
+        self.participation = None if config.participants is None else Participation(
+            config.n, config.participants, generator("participation"))
 
     def _replicate(self, generator) -> ReplicatedServers:
         """The correct servers beside the first (each with its own defense state, generators
@@ -181,9 +184,14 @@ class Simulation:
         if not math.isfinite(loss):
             raise Diverged(f"non-finite training loss at step {self.step_index}")
         honest = self._submissions(sampled)
+        if self.participation is not None:
+            sampled, honest, poisoned = self.participation.select(sampled, honest, poisoned,
+                                                                  self.attack)
         shuffled = self._shuffle_honest(honest)
         byzantine = self.adversary.vectors(honest, self.defense, poisoned)
         aggregate, byzantine_selected = self._aggregate(shuffled, byzantine)
+        if self.participation is not None:
+            self.participation.restore(self.attack)
         theta_distance = float((self.theta - self.theta0).norm())  # ‖θ_t − θ_0‖, before the update
         self._apply_update(aggregate, lr)
         if not torch.isfinite(self.theta).all():
@@ -277,7 +285,9 @@ class Simulation:
             "metrics_past": [mean.clone() for mean in self.metrics.past],
             "global_rng": global_rng_state(self.device),
         } | ({} if self.replicas is None else {"replicas": self.replicas.state_dict(),
-                                                "server_attack": adversary["server_attack"]})
+                                                "server_attack": adversary["server_attack"]}
+             ) | ({} if self.participation is None
+                  else {"participation": self.participation.state_dict()})
 
     def load_state_dict(self, state: dict) -> None:
         """Restores what `state_dict` returned, into a Simulation built from the same config."""
@@ -298,6 +308,8 @@ class Simulation:
         self.metrics.past.clear()
         self.metrics.past.extend(mean.to(self.device) for mean in state["metrics_past"])
         set_global_rng_state(state["global_rng"], self.device)
+        if self.participation is not None:
+            self.participation.load_state_dict(state["participation"])
         self.step_index = state["step_index"]
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])

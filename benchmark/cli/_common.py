@@ -56,6 +56,9 @@ def add_run_settings(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hyper-parameters (default: the task's own)")
     group.add_argument("--n", type=int, help="number of workers")
     group.add_argument("--f-real", type=int, help="workers that really attack (default: --f)")
+    group.add_argument("--participants", type=int, metavar="M",
+                       help="partial participation: M of the n workers, drawn at random "
+                            "each step from the run's seed (default: all n)")
     group.add_argument("--steps", type=int, help="training steps")
     group.add_argument("--batch-size", type=int, help="batch size per worker")
     group.add_argument("--lr", type=float, help="learning rate")
@@ -105,7 +108,7 @@ def run_settings(args: argparse.Namespace) -> dict:
                 ("n", "f_real", "steps", "batch_size", "lr", "dampening", "nesterov", "l2",
                  "eval_every", "metrics", "device", "data_dir", "time_budget",
                  "servers", "byzantine_servers", "gather_every", "gather_rule", "pull_rule",
-                 "server_attack", "worker_equivocation")}
+                 "server_attack", "worker_equivocation", "participants")}
     settings["momentum"] = args.momentum_factor
     if args.clip is not None:  # <= 0: no clip; nan stays, for validate to refuse
         settings["clip"] = None if args.clip <= 0 else args.clip

@@ -61,6 +61,8 @@ def configs(args) -> dict:
             raise UsageError(f"--steps ({config.steps}) must exceed --warmup ({args.warmup})")
         if config.local_steps != 1 or config.f_real is not None:
             raise UsageError("deploy runs one local step and no f_real")
+        if config.participants is not None:
+            raise UsageError("deploy runs every worker each step: drop --participants")
     return chosen
 
 
