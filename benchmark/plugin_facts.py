@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import behaviour, matrix
+from . import behaviour, matrix, registry
 from .api import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent  # the tree whose plugins are discovered
@@ -116,12 +116,19 @@ class ProfileCells:
 
     def expected(self, defense: str, task: str) -> dict:
         """Every valid cell for `defense` on `task`, by config hash (with the baseline's
-        when `defense` is the profile's baseline rule). Raises UsageError."""
+        when `defense` is the profile's baseline rule; only those when the profile lists
+        its defenses and not this one, as `paper` with its unattacked average).
+        Raises UsageError."""
         if (defense, task) not in self._cache:
-            cells = matrix.expand(self.profile, defense, tasks=[task])
-            expected = {cell.config.hash(): cell for cell in cells if cell.invalid is None}
-            expected.update({key: cell for key, cell in self._baseline_cells(task).items()
-                             if cell.config.defense == defense})
+            baseline = {key: cell for key, cell in self._baseline_cells(task).items()
+                        if cell.config.defense == defense}
+            listed = {registry.label(registry.resolve("defense", name))
+                      for name in self.listed_defenses()}
+            expected = {}
+            if not (baseline and listed and defense not in listed):
+                cells = matrix.expand(self.profile, defense, tasks=[task])
+                expected = {cell.config.hash(): cell for cell in cells if cell.invalid is None}
+            expected.update(baseline)
             self._cache[defense, task] = expected
         return self._cache[defense, task]
 

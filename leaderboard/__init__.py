@@ -33,6 +33,9 @@ BOARDS = ("board", "standard")
 # Profiles shown in a section of their own, not ranked (leaderboard.servers), whose results
 # are committed and validated like the boards'.
 SECTIONS = ("servers",)
+# Profiles whose results are committed and validated but shown elsewhere: `paper` feeds
+# docs/reproduction.md (`python -m benchmark reproduce`).
+REPRODUCED = ("paper",)
 
 
 def board_profiles(names=BOARDS) -> list[matrix.Profile]:

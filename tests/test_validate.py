@@ -97,3 +97,25 @@ def test_verify_reruns_cells_and_catches_a_resealed_tampered_number(results, cap
     assert "17 of 18 re-run cell(s) identical" in out
     record = json.loads((folder / "run.json").read_text())
     assert "metrics.csv" in record["files"]
+
+
+def test_paper_results_are_checked_against_the_paper_matrix_baselines_alone(tmp_path, capsys):
+    """The paper profile's unattacked average is a baseline, not a listed rule: its slice is
+    its baseline cells only (`python -m benchmark reproduce` reads them)."""
+    import shutil
+    from pathlib import Path
+
+    from benchmark.cli import main
+    committed = sorted((Path(__file__).parents[1] / "results" / "paper" / "mnist" / "average"
+                        / "none").iterdir())
+    root = tmp_path / "results"
+    target = root / "paper" / "mnist" / "average" / "none" / committed[0].name
+    shutil.copytree(committed[0], target)
+    assert main(["validate", "--results", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "not a result of the board's profiles" not in out
+    assert "incomplete matrix: its group (defense, task, placement, f) lacks 4 of its 5" in out
+    shutil.rmtree(root / "paper")
+    shutil.copytree(committed[0].parents[2], root / "paper" / "mnist")  # every baseline
+    shutil.rmtree(root / "paper" / "mnist" / "median")
+    assert main(["validate", "--results", str(root)]) == 0, capsys.readouterr().out

@@ -127,7 +127,7 @@ def _leftover_problem(path: Path) -> tuple[str, str]:
 
 
 def main(args) -> int:
-    from leaderboard import BOARDS, SECTIONS, board_profiles, collect, kernels
+    from leaderboard import BOARDS, REPRODUCED, SECTIONS, board_profiles, collect, kernels
 
     from . import _history
 
@@ -136,7 +136,7 @@ def main(args) -> int:
         raise UsageError(f"no results folder {root}; give --results DIR")
     profiles = {p.name: p for p in board_profiles(args.profile or BOARDS)}
     if not args.profile:
-        profiles |= {name: matrix.load_profile(name) for name in SECTIONS}
+        profiles |= {name: matrix.load_profile(name) for name in (*SECTIONS, *REPRODUCED)}
     folders, stray, leftovers = _candidates(root, args.base)
     errors = [f"{name}: not inside a cell folder (a folder with a run.json)" for name in stray]
     warnings = []
