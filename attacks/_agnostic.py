@@ -72,13 +72,17 @@ def constraint(honest: torch.Tensor, direction: torch.Tensor, rule: str) -> Call
     return lambda gamma: bool(distances(gamma).sum() <= threshold)
 
 
-def craft(honest, f, rule, perturbation_kind, gamma_init, tolerance):
-    direction = perturbation(honest, perturbation_kind)
+def craft(honest, f, rule, **options):
+    """The f vectors of min-max (rule "max") or min-sum ("sum"); the options not given
+    take their defaults from OPTIONS, the one place they are written."""
+    options = {**OPTIONS, **options}
+    gamma_init, tolerance = options["gamma_init"], options["tolerance"]
+    direction = perturbation(honest, options["perturbation"])
     gamma = largest_feasible(constraint(honest, direction, rule), gamma_init, tolerance)
     return (honest.mean(dim=0) + gamma * direction).expand(f, -1).clone()
 
 
-def check(perturbation="std", gamma_init=10.0, tolerance=1e-5):
+def check(perturbation, gamma_init, tolerance):
     if perturbation not in PERTURBATIONS:
         return f"perturbation must be one of {', '.join(PERTURBATIONS)}, not {perturbation!r}"
     if not (math.isfinite(gamma_init) and gamma_init > 0):

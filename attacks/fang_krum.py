@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from benchmark.api import Attack, pairwise_sq_distances
+from benchmark.api import AtLeast, Attack, pairwise_sq_distances
 
 MAX_HALVINGS = 64
 
@@ -45,8 +45,6 @@ def craft(honest, f, defense, threshold=1e-5):
 
 
 def check(n, f, threshold):
-    if n < 2 * f + 2:
-        return f"fang-krum's bound divides by n - 2f - 1: it needs n >= 2f+2 = {2 * f + 2}"
     if not threshold > 0:
         return f"threshold must be positive, not {threshold}"
     return None
@@ -55,6 +53,7 @@ def check(n, f, threshold):
 attack = Attack(
     name="fang-krum",
     attack=craft,
+    needs=AtLeast(2, 2),  # the bound divides by n − 2f − 1
     check=check,
     description="-λ·sign(honest mean), λ halved from Fang et al.'s bound until the defense "
                 "picks it (tailored to Krum)",

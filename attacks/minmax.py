@@ -6,8 +6,8 @@ from benchmark.api import Attack
 from attacks import _agnostic
 
 
-def craft(honest, f, defense, perturbation="std", gamma_init=10.0, tolerance=1e-5):
-    return _agnostic.craft(honest, f, "max", perturbation, gamma_init, tolerance)
+def craft(honest, f, defense, **options):
+    return _agnostic.craft(honest, f, "max", **options)
 
 
 def check(n, f, **options):

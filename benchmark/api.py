@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import torch
 
 # Kernels several plugins share, defined in their own modules and offered here so that
 # plugins import from this module only.
+from benchmark.aggregated import Aggregated
 from benchmark.coordinates import (
     coordinate_mean_around_median, coordinate_mean_around_trimmed_mean, coordinate_median,
     coordinate_statistic, coordinate_trimmed_mean, mean_around_median, mean_closest,
@@ -53,22 +54,30 @@ def keyword_defaults(function: Callable | None) -> dict[str, Any]:
             if parameter.default is not parameter.empty and name not in INJECTED}
 
 
+class _Declared:
+    """What defenses and attacks share: a requirement on (n, f) declared once as `needs`
+    (its text, `requirement`, follows from it), options whose defaults are those of the
+    plugin's function unless given, and an option `check`."""
+
+    def _declare(self, function: Callable | None) -> None:
+        if not self.requirement:
+            object.__setattr__(self, "requirement", str(self.needs))
+        if not self.options:
+            object.__setattr__(self, "options", keyword_defaults(function))
+
+    def reason(self, n: int, f: int, **options) -> str | None:
+        """Why the plugin cannot run with n rows (servers, for a server attack), f and
+        `options`, or None: `needs` first, so that its own `check` may take it as met."""
+        return self.needs.reason(self.name, n, f) or (
+            self.check(n, f, **options) if self.check else None)
+
+
 class UsageError(Exception):
     """Bad input from the user: the CLI prints the message and exits with code 2."""
 
 
-class Aggregated(NamedTuple):
-    """What a selecting defense may return instead of a bare vector.
-
-    `selected` holds the row indices (into the `gradients` it was given) that
-    the rule kept; the harness turns it into the fraction of Byzantine picks.
-    """
-    vector: torch.Tensor
-    selected: torch.Tensor
-
-
 @dataclass(frozen=True)
-class Defense:
+class Defense(_Declared):
     """A gradient aggregation rule (GAR).
 
     aggregate(gradients: Tensor[n, d], f: int, **options) -> Tensor[d] | Aggregated
@@ -110,25 +119,18 @@ class Defense:
     version: int = 1
 
     def __post_init__(self):
-        if not self.requirement:
-            object.__setattr__(self, "requirement", str(self.needs))
-        if not self.options:
-            object.__setattr__(self, "options", keyword_defaults(self.aggregate))
-
-    def reason(self, n: int, f: int, **options) -> str | None:
-        """Why the rule cannot run with n rows, f and `options`, or None: `needs` first,
-        so that its own `check` may take the requirement as met."""
-        return self.needs.reason(self.name, n, f) or (
-            self.check(n, f, **options) if self.check else None)
+        self._declare(self.aggregate)
 
 
 @dataclass(frozen=True)
-class _Sender:
+class _Sender(_Declared):
     """What a worker attack (`Attack`) and a server attack (`ServerAttack`) both declare."""
     name: str
     attack: Callable[..., torch.Tensor] | None = None
     description: str = ""
     reference: str = ""
+    needs: AtLeast = AtLeast()
+    requirement: str = ""
     check: Callable[..., str | None] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     randomized: bool = False
@@ -138,8 +140,7 @@ class _Sender:
     version: int = 1
 
     def __post_init__(self):
-        if not self.options:
-            object.__setattr__(self, "options", keyword_defaults(self.attack))
+        self._declare(self.attack)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ class Attack(_Sender):
         `honest`. Randomized attacks also receive `generator=torch.Generator`,
         stateful attacks `state=dict` (kept by the harness for the whole run, saved
         with its checkpoints).
-    check(n, f, **options) -> str | None: why the parameters are invalid.
+    needs: the requirement on n and f (`AtLeast`), as for a defense; check(n, f,
+        **options) -> str | None: why the options are invalid; `reason` runs both.
     absent=True: the Byzantine workers send nothing (the defense sees n - f rows).
     flip_labels(targets, num_classes) -> targets: a data-level attack; the
         Byzantine workers then compute honest gradients on the altered batch.
@@ -178,7 +180,8 @@ class ServerAttack(_Sender):
         workers pull models (recipients: the honest workers) and at each gather
         (recipients: the correct servers). Must not modify `models`. Randomized attacks
         also receive `generator=`, stateful ones `state=` (a dict kept for the run).
-    check(n_servers, f, **options) -> str | None: why the parameters are invalid.
+    needs (on n_servers and f) and check(n_servers, f, **options) -> str | None, as for
+        a worker attack.
     absent=True: the Byzantine servers send nothing (silence).
     clean=True: no attack: every server is correct, the rules are still told f.
     """

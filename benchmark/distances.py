@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
-
 import torch
 
+from benchmark.aggregated import Aggregated
 from benchmark.coordinates import COLUMN_BLOCK
-
-if TYPE_CHECKING:
-    from benchmark.api import Aggregated
 
 
 def pairwise_sq_distances(gradients: torch.Tensor) -> torch.Tensor:
@@ -231,7 +227,7 @@ def selection_count(m: int | str, n: int, f: int) -> int | None:
 
 
 def krum_select(gradients: torch.Tensor, f: int, m: int | str = 1, squared: bool = True,
-                neighbours: str = "n-f-2") -> "Aggregated":
+                neighbours: str = "n-f-2") -> Aggregated:
     """Mean of the m rows of lowest Krum score (sum of squared distances to the
     n - f - 2 nearest other rows; plain distances and n - f - 1 as options).
     Non-finite rows are infinitely far from all and rank behind every finite row."""
@@ -241,7 +237,6 @@ def krum_select(gradients: torch.Tensor, f: int, m: int | str = 1, squared: bool
                             n - f - KRUM_NEIGHBOURS[neighbours])
     scores = scores.masked_fill(~finite, math.nan)
     selected = smallest_first(scores)[:selection_count(m, n, f)]
-    from benchmark.api import Aggregated  # here: benchmark.api imports this module
     return Aggregated(mean_of_rows(gradients, selected), selected)
 
 

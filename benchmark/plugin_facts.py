@@ -18,7 +18,9 @@ the plugins' claims about themselves; every check of the stored files runs in th
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -57,12 +59,39 @@ class Facts:
         return found
 
 
+_answers: dict[str, Facts] = {}  # fingerprint of the request and the code -> facts
+
+
+def _fingerprint(request: dict) -> str:
+    """A digest of the request, the plugin search path and the bytes of every source and
+    data file discovery reads: equal digests give equal answers, so a process asks once."""
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
+    extra = os.environ.get(registry.PLUGIN_PATH_VARIABLE, "")
+    digest.update(f"{extra}\0{os.environ.get('PYTHONPATH', '')}\0".encode())
+    folders = [ROOT / "benchmark", *(ROOT / folder for folder, _ in registry.KINDS.values())]
+    folders += [Path(path) for path in extra.split(os.pathsep) if path]
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.suffix in (".py", ".toml", ".json") and path.is_file():
+                digest.update(f"{path}\0{path.stat().st_size}\0".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def ask(profiles, versions=(), expected=()) -> Facts:
     """Facts about the plugins of this tree for `profiles` (matrix.Profile objects), the
     (defense, attack, task) triples `versions` and the (profile name, defense, task)
-    triples `expected`, from a child process. Raises UsageError if the child fails."""
+    triples `expected`, from a child process (once per process for the same request and
+    the same files). Raises UsageError if the child fails."""
     request = {"profiles": [dataclasses.asdict(profile) for profile in profiles],
                "versions": sorted(set(versions)), "expected": sorted(set(expected))}
+    key = _fingerprint(request)
+    if key not in _answers:
+        _answers[key] = _ask_child(request)
+    return copy.deepcopy(_answers[key])
+
+
+def _ask_child(request: dict) -> Facts:
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
     try:

@@ -83,11 +83,6 @@ def fails_the_cell(error: BaseException) -> bool:
         and not is_ctrl_c(error)
 
 
-def _call_check(component: registry.Component, n: int, f: int) -> str | None:
-    check = component.spec.check
-    return check(n, f, **component.options) if check else None
-
-
 class BoundDefense:
     """A (possibly composed) defense with its options, state and generator for one run.
 
@@ -245,7 +240,7 @@ class BoundAttack:
         return self.component.spec
 
     def check(self, n: int) -> None:
-        reason = _call_check(self.component, n, self.f)
+        reason = self.spec.reason(n, self.f, **self.component.options)
         if reason:
             raise UsageError(f"attack {self.component.label!r} with n={n}, f={self.f}: {reason}")
 

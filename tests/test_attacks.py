@@ -7,7 +7,7 @@ import torch
 from attacks import _agnostic, anticge, bulyan, empire, fang_krum, fang_trmean, gaussian, inf
 from attacks import labelflip, little, mimic, minmax, minsum, nan, signflip
 from benchmark import registry
-from benchmark.api import UsageError
+from benchmark.api import AtLeast, UsageError
 from benchmark.plugins import BoundAttack
 
 
@@ -234,3 +234,24 @@ def test_none_makes_every_worker_honest_while_the_defense_is_still_told_f(genera
     assert simulation.honest_count == 11 and simulation.defense.f == 2
     row = simulation.step()
     assert row["sampled_norm"] > 0 and math.isnan(row["attack_norm"])
+
+
+@pytest.mark.parametrize("kind", ["attack", "server_attack"])
+def test_attack_requirements_hold_exactly_at_their_boundary(kind):
+    """Every attack's declared `needs` is what the harness enforces: accepted at the
+    smallest n it allows, refused one below with the declared text."""
+    for name, plugin in registry.discover(kind).items():
+        spec = plugin.spec
+        for f in (1, 4):
+            smallest = spec.needs.minimum(f)
+            assert spec.reason(smallest, f, **spec.options) is None, (name, f)
+            if smallest > 1:
+                assert str(spec.needs) in spec.reason(smallest - 1, f, **spec.options), name
+
+
+def test_fang_krum_needs_two_more_than_twice_f():
+    assert fang_krum.attack.needs == AtLeast(2, 2)
+    assert fang_krum.attack.requirement == "n >= 2f+2"
+    with pytest.raises(UsageError, match=r"fang-krum needs n >= 2f\+2 = 8"):
+        BoundAttack("fang-krum", 3, torch.Generator()).check(7)
+    BoundAttack("fang-krum", 3, torch.Generator()).check(8)

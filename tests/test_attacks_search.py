@@ -102,13 +102,13 @@ def test_min_max_and_min_sum_constraints_bind_at_the_found_gamma(kind, rule, see
     assert gamma > 0
     assert slack(gamma) >= -1e-9
     assert slack(gamma + tolerance) < 0
-    crafted = _agnostic.craft(honest, 3, rule, kind, 10.0, tolerance)
+    crafted = _agnostic.craft(honest, 3, rule, perturbation=kind, tolerance=tolerance)
     assert torch.allclose(crafted, (mean + gamma * direction).expand(3, -1))
 
 
 def test_gamma_search_is_not_capped_by_its_start():
     honest = torch.tensor([[0.0], [2000.0]])  # the binding γ is ~1414, far above gamma_init
-    result = _agnostic.craft(honest, 1, "max", "std", 10.0, 1e-5)
+    result = _agnostic.craft(honest, 1, "max")
     assert abs(float(result[0, 0])) < 1e-2
 
 

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from benchmark.cli import main
+
 CASES = {
     "unknown defense": (["cell", "--defense", "nope"], "known defenses: "),
     "unknown attack": (["cell", "--attack", "nope"], "known attacks: "),
@@ -22,14 +24,31 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_exits_2_with_a_fix_and_writes_nothing(cli, tmp_path, case):
-    args, message = CASES[case]
+def _with_output(args, tmp_path):
     out = tmp_path / "results"
-    flag = "--out" if args[0] == "cell" else "--results"
-    done = cli(*args, flag, str(out))
+    return [*args, "--out" if args[0] == "cell" else "--results", str(out)], out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_exits_2_with_a_fix_and_writes_nothing(tmp_path, capsys, case):
+    args, out = _with_output(CASES[case][0], tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert CASES[case][1] in stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["unknown defense", "bad placement"])
+def test_bad_input_exits_2_from_the_command_line(cli, tmp_path, case):
+    """The same through `python -m benchmark`: the process's exit status is 2."""
+    args, out = _with_output(CASES[case][0], tmp_path)
+    done = cli(*args)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr
+    assert CASES[case][1] in done.stderr
     assert not out.exists()
 
 

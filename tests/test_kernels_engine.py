@@ -111,6 +111,37 @@ def test_profile_reports_every_stage_and_the_fused_ratio():
                                                      / result["fused_forward_backward_ms"])
 
 
+@pytest.mark.parametrize("servers", [1, 3])
+def test_instrument_hands_every_stage_to_the_hook_and_keeps_the_results(servers):
+    """profile-step's hook: every stage of a step goes through `wrap` (the servers' too
+    when replicated), and a wrapped run computes exactly what a plain one does."""
+    config = digits_config(steps=3, servers=servers, byzantine_servers=0)
+    plain, wrapped = Simulation(config), Simulation(config)
+    calls = []
+
+    class Counted:  # behaves as the original: calls counted, attributes forwarded
+        def __init__(self, label, target):
+            self.label, self.target = label, target
+
+        def __call__(self, *args, **kwargs):
+            calls.append(self.label)
+            return self.target(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.target, name)
+
+    def wrap(label, target):
+        return Counted(label, target)
+
+    wrapped.instrument(wrap)
+    for _ in range(2):
+        expected, got = plain.step(), wrapped.step()
+        assert got == expected or all(str(got[k]) == str(expected[k]) for k in expected)
+    assert torch.equal(plain.theta, wrapped.theta)
+    labels = {"gradients", "momentum", "aggregate", "defense", "attack", "update", "metrics"}
+    assert set(calls) == labels | ({"servers"} if servers > 1 else set())
+
+
 def test_profile_step_command_prints_the_breakdown(capsys):
     assert main(["profile-step", "--defense", "krum", "--attack", "little", "--f", "2",
                  "--repeat", "2", "--warmup", "1"]) == 0

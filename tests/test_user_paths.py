@@ -18,7 +18,7 @@ def _listing(capsys, what: str) -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
-@pytest.mark.parametrize("what, columns", [("tasks", 3), ("profiles", 2), ("attacks", 4),
+@pytest.mark.parametrize("what, columns", [("tasks", 3), ("profiles", 2), ("attacks", 5),
                                            ("defenses", 4)])
 def test_list_has_one_column_per_header(capsys, what, columns):
     lines = _listing(capsys, what)
@@ -31,7 +31,7 @@ def test_list_has_one_column_per_header(capsys, what, columns):
 def test_list_never_splits_a_word_or_an_option_across_lines(capsys, what):
     tokens = set(" ".join(_listing(capsys, what)).replace(",", " ").split())
     shown = {"tasks": ["description", "defaults"], "profiles": ["description"],
-             "attacks": ["options", "description", "reference"],
+             "attacks": ["requirement", "options", "description", "reference"],
              "defenses": ["requirement", "options", "reference"]}[what]
     for row in entries(what):
         words = []

@@ -8,8 +8,9 @@ from tabulate import tabulate
 from .. import matrix, registry
 
 COLUMNS = {"defenses": ["defense", "requires", "options", "reference"],
-           "attacks": ["attack", "options", "description", "reference"],
-           "server_attacks": ["server attack", "options", "description", "reference"],
+           "attacks": ["attack", "requires", "options", "description", "reference"],
+           "server_attacks": ["server attack", "requires", "options", "description",
+                              "reference"],
            "tasks": ["task", "description", "defaults"],
            "profiles": ["profile", "description"]}
 WIDTH = {"requires": 36, "options": 40, "defaults": 48, "description": 44, "reference": 50}
@@ -74,8 +75,8 @@ def entries(what: str) -> list[dict]:
         row = {"name": name, "description": spec.description, "reference": spec.reference}
         if kind in ("defense", "attack", "server_attack"):
             row["options"] = {k: v for k, v in spec.options.items()}
-        if kind == "defense":
             row["requirement"] = spec.requirement
+        if kind == "defense":
             row["kind"] = "pre-aggregator" if spec.preaggregator else "rule"
         if kind == "task":
             row["defaults"] = {k: list(v) if isinstance(v, tuple) else v

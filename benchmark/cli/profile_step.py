@@ -1,8 +1,8 @@
 """`profile-step`: where the time of one simulated step goes.
 
-The stages are timed from outside the engine: the methods of the Simulation's stages
-(benchmark.stages) and its bound defense and attack are wrapped by timers on the
-instances, so the step itself carries no timing code. Exclusive times, median over the
+The stages are timed from outside the step: `Simulation.instrument` hands the methods of
+its stages (benchmark.stages), its bound defense and attack and the metrics row to timers,
+on the instance only, so the step itself carries no timing code. Exclusive times, median over the
 timed steps:
 
   gradients  honest workers' gradients, l2 and clipping (HonestWorkers.gradients)
@@ -41,13 +41,6 @@ from ._common import add_cell_identity, add_run_settings, run_settings
 STAGES = ("gradients", "momentum", "attack", "shuffle", "defense", "update", "metrics",
           "other")
 REPLICATED_STAGES = STAGES[:6] + ("servers",) + STAGES[6:]
-# stage -> {method: label}; the channel's and server's for every correct server
-WRAPPED_METHODS = {"workers": {"gradients": "gradients", "submissions": "momentum"},
-                   "channel": {"shuffle_honest": "aggregate", "aggregate": "aggregate"},
-                   "server": {"apply_update": "update"},
-                   "replicas": {"pull": "servers", "gather": "servers", "drift": "servers"}}
-
-
 def register(commands) -> None:
     parser = commands.add_parser(
         "profile-step", help="time one training step, stage by stage",
@@ -92,13 +85,14 @@ class _Clock:
         return call
 
 
-class _TimedCallable:
-    """Stands in for the bound defense or attack: times calls, forwards everything else
-    (so an attack's probes of the defense go through untimed, counted in `attack`)."""
+class _Timed:
+    """Stands in for a stage method, the bound defense or the attack: times calls, forwards
+    everything else (so an attack's probes of the defense go through untimed, counted in
+    `attack`)."""
 
     def __init__(self, inner, clock: _Clock, label: str):
         self._inner = inner
-        self._call = clock.timed(label, inner.__call__)
+        self._call = clock.timed(label, inner)
 
     def __call__(self, *args, **kwargs):
         return self._call(*args, **kwargs)
@@ -108,24 +102,9 @@ class _TimedCallable:
 
 
 def instrument(sim: Simulation) -> _Clock:
-    """Wraps the stages of `sim` (instance attributes only; the classes are untouched)."""
+    """Times the stages of `sim` through its hook (instance attributes only)."""
     clock = _Clock(sim.device)
-    replicas = sim.replicas
-    stages = {"workers": [sim.workers],
-              "channel": replicas.channels if replicas else [sim.channel],
-              "server": replicas.servers if replicas else [sim.server],
-              "replicas": [replicas] if replicas else []}
-    for stage, methods in WRAPPED_METHODS.items():
-        for instance in stages[stage]:
-            for method, label in methods.items():
-                if not callable(getattr(instance, method, None)):
-                    raise RuntimeError(f"stage {stage} has no method {method!r}: update "
-                                       "benchmark/cli/profile_step.py to the engine's stages")
-                setattr(instance, method, clock.timed(label, getattr(instance, method)))
-    for server in stages["server"]:
-        server.defense = _TimedCallable(server.defense, clock, "defense")
-    sim.attack = _TimedCallable(sim.attack, clock, "attack")
-    sim.metrics.row = clock.timed("metrics", sim.metrics.row)
+    sim.instrument(lambda label, target: _Timed(target, clock, label))
     return clock
 
 

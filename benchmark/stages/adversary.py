@@ -93,8 +93,7 @@ class BoundServerAttack:
         return not self.spec.absent and self.f > 0
 
     def check(self, servers: int) -> None:
-        check = self.spec.check
-        reason = check(servers, self.f, **self.component.options) if check else None
+        reason = self.spec.reason(servers, self.f, **self.component.options)
         if reason:
             raise UsageError(f"server attack {self.component.label!r} with servers={servers}, "
                              f"byzantine_servers={self.f}: {reason}")
