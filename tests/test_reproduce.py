@@ -75,6 +75,21 @@ def test_headline_counts_configurations_an_attack_hurts_and_worker_momentum_reco
     assert not missing.attacked(0.2)                      # no worker runs: not counted
 
 
+def test_within_worker_runs_compares_momentum_with_raw_gradients_per_attack():
+    def configuration(attack, momentum, raw):
+        return reproduction.Configuration(("t", 1, "", False, "r", attack),
+                                          ratio={"worker": [momentum]},
+                                          raw_ratio={"worker": [raw]})
+    analysis = reproduction.Analysis([configuration("empire", 1.0, 9.0),
+                                      configuration("little", 3.0, 1.5),
+                                      configuration("little", 0.5, 0.6),
+                                      configuration("little", 2.0, 2.0)], 0.2, 4)
+    assert reproduction._within_worker_runs(analysis) == \
+        "2 of 4 configurations (empire 1 of 1, little 1 of 3)"  # equal is not lower
+    assert reproduction._within_worker_runs(reproduction.Analysis([], 0.2, 0)) == \
+        "no run with momentum at the workers yet"
+
+
 def test_reproduce_writes_the_same_bytes_and_checks_them(paperlike, tmp_path, monkeypatch, capsys):
     profile, root, folder = paperlike
     monkeypatch.setattr(matrix, "PROFILE_DIR", folder)
