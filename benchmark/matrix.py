@@ -139,7 +139,8 @@ def expand(profile: Profile, defense: str | None = None, *, tasks=None, attacks=
         label = {**label, "n": config.n, "defense": config.defense}  # canonical names
         if label["attack"] == settings["attack"]:
             label["attack"] = config.attack
-        key = (config.defense, config.attack, config.n, config.f, config.byzantine)
+        key = (config.defense, config.attack, config.n, config.f, config.byzantine,
+               config.participants)
         if key not in invalid_because:
             try:
                 check_config(config)

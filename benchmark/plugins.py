@@ -203,7 +203,8 @@ def check_config(config) -> None:
     """The plugins' checks for `config`, without building the run; raises UsageError."""
     generator = torch.Generator()
     check_pair(BoundDefense(config.defense, config.f, generator),
-               BoundAttack(config.attack, config.byzantine, generator), config.n)
+               BoundAttack(config.attack, config.byzantine, generator),
+               config.participants or config.n)  # the rows a step hands the defense
 
 
 class DefenseProbe:

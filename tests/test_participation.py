@@ -109,3 +109,18 @@ def test_participants_is_a_profile_axis():
                       grid={"participants": [5, 11]})
     cells = expand(profile, "median")
     assert sorted(c.config.participants for c in cells) == [5, 11]
+
+
+def test_a_rule_is_checked_against_the_rows_it_gets_per_step():
+    """Krum needs n >= 2f+3 = 9 rows at f = 3: 11 workers pass, 7 participants do not,
+    and the matrix marks that cell invalid instead of failing it at its first step."""
+    from benchmark.matrix import Profile, expand
+    from benchmark.plugins import check_config
+    check_config(config(defense="krum", participants=None))
+    with pytest.raises(UsageError, match=r"krum needs n >= 2f\+3 = 9"):
+        check_config(config(defense="krum", participants=7))
+    profile = Profile(name="adhoc", description="", tasks=["digits"], attacks=["little"],
+                      placements=["worker"], seeds=[1], f=[3], settings={"n": 11},
+                      grid={"participants": [7, 9]})
+    cells = {c.config.participants: c.invalid for c in expand(profile, "krum")}
+    assert cells[9] is None and "2f+3" in cells[7]
