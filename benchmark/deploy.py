@@ -13,7 +13,10 @@ runs everywhere; each process keeps the rows meant for it):
 A Byzantine server contributes the server attack crafted from the correct models of the
 exchange before (an all_gather cannot tell recipients apart: an equivocating attack's
 first model goes to everyone); a silent one's rows are dropped by the receivers. All
-workers are honest here; the defense is still told f. The parent process watches every
+workers are honest here; the defense is still told f. Workers draw their batches from the
+simulation's sampler and send what its honest workers send, so a deployment follows the
+simulation of the same config with attack `none` (up to floating-point summation order:
+gradients one worker at a time, rows unshuffled). The parent process watches every
 process: one that dies, or a run where no process reports progress for `timeout`
 seconds, stops all of them with an error naming the process.
 """
@@ -90,8 +93,10 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
     from .engine import load_task_data, stream_seed
     from .gradients import ModelFunctions
     from .plugins import BoundDefense
+    from .sampling import make_sampler
     from .stages.adversary import BoundServerAttack
     from .stages.server import Server
+    from .stages.workers import HonestWorkers
 
     def generator(stream, index=0):
         return torch.Generator().manual_seed(stream_seed(config.seed, stream, index))
@@ -112,8 +117,10 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
     pull_rule = BoundDefense(config.pull_rule, config.byzantine_servers, generator("model_rules"))
     gather_rule = BoundDefense(config.gather_rule, config.byzantine_servers,
                                generator("model_rules", 1))
-    batches = generator("data", rank)
-    momentum = torch.zeros(d)
+    # a worker draws what the simulation's sampler gives all n workers and keeps its own
+    # row, and sends what the simulation's honest workers send (benchmark.stages.workers)
+    sampler = make_sampler(config, data.train_targets, generator("data"))
+    sender = HonestWorkers(config, data, functions, sampler, 1, torch.device("cpu"))
     last_correct = theta.unsqueeze(0).repeat(correct, 1)  # what a Byzantine server saw last
 
     exchanges = 0
@@ -151,19 +158,13 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         submission = torch.zeros(d)
         if not is_server:
             model = models[0] if servers == 1 else pull_rule(models)[0]
-            index = torch.randint(len(data.train_targets), (config.batch_size,),
-                                  generator=batches)
+            index = sampler.next_batches(config.n)[rank - servers]
             gradient, _ = functions.worker_gradients(
                 model, data.train_inputs[index][None], data.train_targets[index][None],
                 l2=config.l2)
-            gradient = gradient[0]
             if config.clip is not None:
-                gradient.mul_(min(1.0, config.clip / float(gradient.norm())))
-            if config.momentum_at == "worker":
-                momentum.mul_(config.momentum).add_(gradient, alpha=1 - config.dampening)
-                submission = momentum
-            else:
-                submission = gradient
+                gradient.mul_((config.clip / gradient.norm(dim=1, keepdim=True)).clamp_(max=1.0))
+            submission = sender.submissions(gradient, None)[0]
         rows = exchange(submission)[servers:]
         if is_correct:
             server.apply_update(server.defense(rows)[0], config.lr_at(step))
@@ -173,10 +174,11 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
                 server.theta = gather_rule(models)[0]
         reports.put(("step", rank, step))
     seconds = time.perf_counter() - started if started is not None else float("nan")
-    accuracy = None
+    accuracy = parameters = None
     if rank == 0:
         accuracy, _ = functions.evaluate(server.theta, data.test_inputs, data.test_targets)
-    reports.put(("done", rank, (config.steps - warmup, seconds, accuracy)))
+        parameters = server.theta.clone()
+    reports.put(("done", rank, (config.steps - warmup, seconds, accuracy, parameters)))
 
 
 def _failure(config, processes, failed, progress, errors) -> str:
@@ -194,7 +196,7 @@ def _failure(config, processes, failed, progress, errors) -> str:
 def run(config: RunConfig, warmup: int = 2, timeout: float = 60.0,
         fault: Fault | None = None) -> dict:
     """Runs `config` on n_ps + n processes; returns steps/s measured at server 0 after
-    `warmup` steps and server 0's final test accuracy. DeployError if a process dies or
+    `warmup` steps, server 0's final test accuracy and its final parameters. DeployError if a process dies or
     no process reports progress for `timeout` seconds."""
     from . import registry
     from .engine import load_task_data
@@ -271,7 +273,7 @@ def run(config: RunConfig, warmup: int = 2, timeout: float = 60.0,
                 process.kill()
         for process in processes:
             process.join(timeout=10)
-    steps, seconds, accuracy = results[0]
+    steps, seconds, accuracy, parameters = results[0]
     return {"processes": world, "steps_timed": steps, "seconds": seconds,
             "steps_per_second": steps / seconds if seconds > 0 else float("nan"),
-            "accuracy": accuracy}
+            "accuracy": accuracy, "parameters": parameters}

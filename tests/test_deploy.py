@@ -3,6 +3,7 @@ timed, and a process that dies or hangs stops it with an error naming that proce
 import json
 
 import pytest
+import torch
 
 from benchmark import deploy
 from benchmark.cli import main
@@ -46,3 +47,27 @@ def test_a_dead_or_hung_process_stops_the_deployment_naming_it(capsys, fault, me
 def test_bad_deploy_settings_exit_2(capsys, args, message):
     assert main(["deploy", *SMALL, *args]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [
+    dict(momentum_at="worker", nesterov=True),
+    dict(momentum_at="update"),
+    dict(servers=3, gather_every=2),
+    dict(defense="average", clip=0.5),
+], ids=["worker-nesterov", "update", "3-servers", "average-clipped"])
+def test_the_deployment_follows_the_simulation_of_the_same_config(extra):
+    """Same seed, same batches, same submissions: server 0's parameters after 5 steps on
+    processes are the simulation's (attack none), bit for bit with the order-invariant
+    median, within 1e-6 with the average (rows summed in another order)."""
+    from benchmark.engine import Simulation
+    config = make_config(**{**dict(task="digits", defense="median", attack="none", n=4, f=1,
+                                   steps=5, seed=3), **extra})
+    simulation = Simulation(config)
+    for _ in range(config.steps):
+        simulation.step()
+    deployed = deploy.run(config, warmup=1, timeout=60)["parameters"]
+    assert not torch.equal(simulation.theta, simulation.theta0)  # it trained
+    if config.defense == "median":
+        assert torch.equal(deployed, simulation.theta)
+    else:
+        assert (deployed - simulation.theta).abs().max() <= 1e-6

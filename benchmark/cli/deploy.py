@@ -79,6 +79,7 @@ def main(args) -> int:
         except deploy.DeployError as error:
             print(f"error: {name}: {error}")
             return 1
+        results[name].pop("parameters")
         results[name]["servers"] = config.servers
         results[name]["workers"] = config.n
     if args.json:
