@@ -30,6 +30,7 @@ def test_replicated_servers_learn_on_processes():
 
 @pytest.mark.parametrize("fault, message", [
     ("kill:5:3", "process 5 (worker 1) was killed by signal 9"),
+    ("kill:1:3", "process 1 (server 1) was killed by signal 9"),
     ("hang:2:4", "process(es) 2 (server 2) hung"),
 ])
 def test_a_dead_or_hung_process_stops_the_deployment_naming_it(capsys, fault, message):
