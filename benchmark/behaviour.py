@@ -58,11 +58,13 @@ def _names(kind: str, text: str) -> list[str]:
 
 
 def recorded(record: dict) -> dict:
-    """The versions a stored run ran with (all 1 for a record older than versions)."""
+    """The versions a stored run ran with. A record older than versions (schema 1) counts
+    as harness 0, so it is stale: of the 2,604 such digits cells, none of the 198 re-run
+    (median's 168, two of each other defense's) gave back its stored eval.csv."""
     if "versions" in record:
         return record["versions"]
     config = record["config"]
-    legacy = {"harness": 1}
+    legacy = {"harness": 0}
     for kind in KINDS:
         legacy[kind] = {name: 1 for name in _names(kind, config[kind])}
     return legacy
