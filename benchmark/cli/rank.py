@@ -26,8 +26,9 @@ def register(commands) -> None:
                      "show where it would rank (the committed results are only read)",
         description="Run the board's laptop slice for one defense (the digits cells of the "
                     "standard profile: 510 cells, fewer where the rule's requirement rejects "
-                    "an f; about 1 to 2 s a cell on one core, so 10 to 20 minutes with one "
-                    "process, and that divided by --jobs) into --scratch (default "
+                    "an f; about 1 s a cell on one core: measured 8 minutes in all with "
+                    "--jobs 1, 7 of them running cells and 1 ranking, less with more --jobs) "
+                    "into --scratch (default "
                     f"{SCRATCH}/, git-ignored: SCRATCH/standard/digits/DEFENSE/...), then "
                     "rank it against the committed digits results under --results exactly as "
                     "`python -m benchmark leaderboard` does (same checks, scores, statistics "
@@ -202,7 +203,9 @@ def main(args) -> int:
           f"{args.jobs} process(es); cells in {scratch}/, {results}/ only read")
     if replaced:
         print(f"{defense} is on the board ({replaced} committed cells): they are set aside, "
-              f"not changed, and the local copy in {scratch}/ is ranked in their place")
+              f"not changed, and the local copy in {scratch}/ is ranked in their place (if "
+              "its numbers differ from the board's, `python -m benchmark verify` tells "
+              "whether the committed cells reproduce on this machine)")
     counts = Counter(skipped=len(done)) if done else Counter()
     if configs:
         deadline = time.time() + args.budget if args.budget is not None else None
