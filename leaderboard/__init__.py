@@ -10,6 +10,7 @@ the machine or the order files are listed in).
     metadata  a defense's plugin metadata and links (paper, source, page)
     provenance  profile, seeds, commits and newest run, from the run records
     servers   the ByzSGD section (replicated servers on digits; not ranked)
+    local     a defense's scratch results ranked against the committed ones (`rank`)
     render    Markdown and index.html (templates/)
     pages     a page per defense (site/defenses/)
     plots     seaborn figures for the site
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark import matrix
+from benchmark.api import UsageError
 
 from . import collect, grids, kernels, metadata, pages, render, scores, servers
 
@@ -30,6 +32,9 @@ from . import collect, grids, kernels, metadata, pages, render, scores, servers
 # so the real tasks come from `board` (sized for one machine) and the rest, digits (the
 # laptop board) last, from `standard` (the complete matrix).
 BOARDS = ("board", "standard")
+# The task of the laptop board: `python -m benchmark rank` runs a defense's cells of it and
+# ranks them against the committed ones (leaderboard.local).
+LAPTOP_TASK = "digits"
 # Profiles shown in a section of their own, not ranked (leaderboard.servers), whose results
 # are committed and validated like the boards'.
 SECTIONS = ("servers",)
@@ -50,6 +55,19 @@ def board_profiles(names=BOARDS) -> list[matrix.Profile]:
         if tasks:
             profiles.append(dataclasses.replace(profile, tasks=tasks))
     return profiles
+
+
+def task_profile(task: str, names=BOARDS) -> matrix.Profile:
+    """The board's profile for `task` (the first of `names` that lists it), narrowed to that
+    task; UsageError if none lists it."""
+    owner = next((profile for profile in board_profiles(names) if task in profile.tasks), None)
+    if owner is None:
+        given = [names] if isinstance(names, (str, matrix.Profile)) else names
+        listed = ", ".join(getattr(name, "name", name) for name in given)
+        raise UsageError(f"no profile among {listed} lists the task {task}: the board ranks "
+                         f"{task} from the first of its profiles ({', '.join(BOARDS)}) that "
+                         "lists it")
+    return dataclasses.replace(owner, tasks=[task])
 
 
 @dataclass

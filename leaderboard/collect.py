@@ -155,15 +155,19 @@ def _where(folder: Path, root: Path) -> str:
     return "/".join(parts[1:3]) if len(parts) >= 3 else "/".join(parts)
 
 
-def _dedupe(results: list[Result], root: Path, exclude) -> list[Result]:
+def _dedupe(results: list[Result], roots: tuple[Path, ...], exclude) -> list[Result]:
+    """One result per cell, at the path `run` gives it under one of `roots` (the first
+    names it in the reasons)."""
     by_hash: dict[str, list[Result]] = defaultdict(list)
     for result in results:
         by_hash[result.record["config_hash"]].append(result)
+    root = roots[0]
     kept = []
     for key in sorted(by_hash):
         group = by_hash[key]
         home = store.cell_dir(root, group[0].config)
-        canonical = [r for r in group if r.folder == home]
+        homes = {store.cell_dir(each, group[0].config) for each in roots}
+        canonical = [r for r in group if r.folder in homes]
         for result in group:
             if canonical and result is canonical[0]:
                 kept.append(result)
@@ -222,8 +226,8 @@ def collect_many(root: Path | str, profiles: list[matrix.Profile],
     overlap), as one collection: see `collect`. The plugin facts of the collection also
     cover the names of the run records `also` (e.g. of deleted cells)."""
     root = Path(root)
-    return _collect(root, [(profile, list(store.cell_folders(root / profile.name)))
-                           for profile in profiles], also)
+    return _collect((root,), [(profile, list(store.cell_folders(root / profile.name)))
+                              for profile in profiles], also)
 
 
 def collect(root: Path | str, profile: matrix.Profile,
@@ -233,7 +237,25 @@ def collect(root: Path | str, profile: matrix.Profile,
     root = Path(root)
     if folders is None:
         folders = list(store.cell_folders(root / profile.name))
-    return _collect(root, [(profile, folders)])
+    return _collect((root,), [(profile, folders)])
+
+
+def collect_local(root: Path | str, profile: matrix.Profile, scratch: Path | str,
+                  configs: list[RunConfig]) -> Collection:
+    """`collect` of root/<profile>/<task>/ for the profile's tasks, with the cells `configs`
+    (one defense's slice of the profile) read from the results root `scratch` instead:
+    root's copies of those cells are left out, so a local copy takes their place, and
+    scratch's other folders are ignored. Both roots are only read, and must not lie one
+    inside the other. A scratch folder excluded is named in `reasons` by its path as
+    `store.cell_dir(scratch, config)` gives it (with scratch in front)."""
+    root, scratch = Path(root), Path(scratch)
+    replaced = {store.cell_dir(root, config) for config in configs}
+    folders = [folder for task in profile.tasks
+               for folder in store.cell_folders(root / profile.name / task)
+               if folder not in replaced]
+    folders += [folder for folder in (store.cell_dir(scratch, config) for config in configs)
+                if (folder / "run.json").is_file()]
+    return _collect((root, scratch), [(profile, folders)])
 
 
 def _configs(records: list[dict]) -> list[RunConfig]:
@@ -246,14 +268,17 @@ def _configs(records: list[dict]) -> list[RunConfig]:
     return configs
 
 
-def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]],
+def _collect(roots: tuple[Path, ...], work: list[tuple[matrix.Profile, list[Path]]],
              also: list[dict] = ()) -> Collection:
     """Reads and checks every folder first, then asks a child process once what the
-    plugins say of the names found (`benchmark.plugin_facts`), then judges."""
+    plugins say of the names found (`benchmark.plugin_facts`), then judges. The folders
+    lie under `roots`: the first is the results root reasons are relative to."""
+    root = roots[0]
     sealed, excluded = [], {profile.name: defaultdict(list) for profile, _ in work}
 
     def exclude(profile: matrix.Profile, folder: Path, reason: str) -> None:
-        excluded[profile.name][_where(folder, root), reason].append(_relative(folder, root))
+        own = next((each for each in roots if folder.is_relative_to(each)), root)
+        excluded[profile.name][_where(folder, own), reason].append(_relative(folder, root))
 
     for profile, folders in work:
         for folder in sorted(folders):
@@ -280,7 +305,7 @@ def _collect(root: Path, work: list[tuple[matrix.Profile, list[Path]]],
                 else:
                     usable.append(result)
         mine = functools.partial(exclude, profile)
-        sound = _dedupe(usable, root, mine)
+        sound = _dedupe(usable, roots, mine)
         usable, coverage = _complete(sound, profile, facts, mine)
         usable.sort(key=lambda r: r.folder.as_posix())
         found = excluded[profile.name]

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .. import devices, matrix, store
 from ..cells import CellResult
+from ..config import RunConfig
 from ..api import UsageError
 from ..executors import (DEFAULT_TIME_BUDGET, POSTPONED, prepare_results, run_dask, run_local,
                          run_serial)
@@ -71,7 +72,7 @@ def _row(result):
             (result.reason or "")[:60]]
 
 
-def _cap_jobs(args) -> None:
+def cap_jobs(args) -> None:
     """More processes than CPUs only slow each other down (and each holds a dataset)."""
     cpus = os.cpu_count() or 1
     if args.jobs > cpus:
@@ -97,7 +98,7 @@ def _where(args) -> str:
         return f"Dask cluster at {args.scheduler}"
     if args.dask_workers:
         return f"local Dask cluster of {args.dask_workers} worker(s)"
-    _cap_jobs(args)
+    cap_jobs(args)
     return f"{args.jobs} process(es)"
 
 
@@ -110,6 +111,28 @@ def _stored(root, config) -> CellResult:
     folder = store.cell_dir(root, config)
     record = store.read_run(folder)
     return CellResult(config, folder, "skipped", record["reason"], record["summary"])
+
+
+def execute(configs: list[RunConfig], root, counts: Counter, *, jobs: int = 1,
+            deadline: float | None = None, scheduler: str | None = None,
+            dask_workers: int | None = None, gpus=()) -> list[CellResult]:
+    """Runs `configs` into the results root `root` with a progress bar, on a Dask cluster
+    (`scheduler` or `dask_workers`), in worker processes pinned to `gpus`, in `jobs` local
+    processes, or one at a time in this process; adds each cell's status to `counts`
+    (shown beside the bar). A cell not started by `deadline` (time.time()) is postponed."""
+    with tqdm(total=len(configs), unit="cell", dynamic_ncols=True) as bar:
+        def on_done(result):
+            counts[result.status] += 1
+            bar.set_postfix(dict(counts), refresh=False)
+            bar.update()
+        if scheduler or dask_workers:
+            return run_dask(configs, root, on_done, scheduler=scheduler, workers=dask_workers,
+                            deadline=deadline)
+        if any(gpu is not None for gpu in gpus):
+            return run_local(configs, root, len(gpus), on_done, gpus=gpus, deadline=deadline)
+        if jobs <= 1:
+            return run_serial(configs, root, on_done, deadline=deadline)
+        return run_local(configs, root, jobs, on_done, deadline=deadline)
 
 
 def _print_overview(results, invalid) -> None:
@@ -169,21 +192,8 @@ def main(args) -> int:
           f"results in {root}/")
     deadline = time.time() + args.budget if args.budget is not None else None
     counts = Counter(skipped=len(done)) if done else Counter()
-    with tqdm(total=len(configs), unit="cell", dynamic_ncols=True) as bar:
-        def on_done(result):
-            counts[result.status] += 1
-            bar.set_postfix(dict(counts), refresh=False)
-            bar.update()
-        if args.scheduler or args.dask_workers:
-            results = run_dask(configs, args.results, on_done, scheduler=args.scheduler,
-                               workers=args.dask_workers, deadline=deadline)
-        elif any(gpu is not None for gpu in gpus):
-            results = run_local(configs, args.results, len(gpus), on_done, gpus=gpus,
-                                deadline=deadline)
-        elif args.jobs <= 1:
-            results = run_serial(configs, args.results, on_done, deadline=deadline)
-        else:
-            results = run_local(configs, args.results, args.jobs, on_done, deadline=deadline)
+    results = execute(configs, args.results, counts, jobs=args.jobs, deadline=deadline,
+                      scheduler=args.scheduler, dask_workers=args.dask_workers, gpus=gpus)
     results += [_stored(root, config) for config in done]
     results.sort(key=lambda r: (r.config.task, r.config.defense, r.config.attack,
                                 r.config.momentum_at, r.config.f, r.config.seed))
