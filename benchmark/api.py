@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-INJECTED = ("generator", "state")  # keyword arguments the harness supplies, not the user
+INJECTED = ("generator", "state", "server_gradient")  # what the harness supplies, not the user
 
 
 def keyword_defaults(function: Callable | None) -> dict[str, Any]:
@@ -83,7 +83,9 @@ class Defense(_Declared):
     aggregate(gradients: Tensor[n, d], f: int, **options) -> Tensor[d] | Aggregated
         `gradients` rows come in a fresh random order each step. Must not modify
         `gradients`. Randomized rules also receive `generator=torch.Generator`,
-        stateful rules `state=dict` (kept by the harness for the whole run).
+        stateful rules `state=dict` (kept by the harness for the whole run), rules
+        that declare `server_gradient=True` the server's own update
+        `server_gradient=Tensor[d]` (see below; must not modify it either).
         A pre-aggregator (`preaggregator=True`) returns Tensor[m, d] instead and
         composes with any rule as `name+rule`.
     needs: the requirement on n and f, e.g. `AtLeast(2, 1)` for n >= 2f+1; the harness
@@ -99,6 +101,19 @@ class Defense(_Declared):
         hands ceil(n/s) rows on.
     keeps_rows: for a pre-aggregator, whether output row i still stands for
         worker i (so a selecting rule after it still reports Byzantine picks).
+    server_gradient: the rule assumes FLTrust's threat model, a server that holds a
+        small clean *root* data set of its own (RunConfig.root_size examples, drawn once
+        per run from the task's training set by the run's "root" stream and left out of
+        the workers' data). Each step the rule receives `server_gradient=`, the
+        server's update on its root set at the current parameters, computed as an honest
+        worker computes its submission (benchmark.stages.root): a batch of batch_size
+        root examples, the task's loss plus l2, local steps, clipping, and the same
+        momentum as the workers' (with momentum at the workers the server keeps its own
+        momentum of root gradients; at the server, the previous aggregate is added as
+        the workers add it; at the update, the plain clipped gradient). Only runs of
+        such a rule draw a root set and compute it; in a composition, only the
+        component that declares it receives it; the leaderboard ranks such rules in a
+        section of their own. Replicated servers (servers > 1) are refused.
     version: the behaviour version (see benchmark.behaviour): bump it when the rule
         computes different numbers, and its stored results become stale.
     """
@@ -116,6 +131,7 @@ class Defense(_Declared):
     preaggregator: bool = False
     resize: Callable[..., tuple[int, int]] | None = None
     keeps_rows: bool = False
+    server_gradient: bool = False
     version: int = 1
 
     def __post_init__(self):

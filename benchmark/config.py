@@ -29,7 +29,7 @@ NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1,
            "servers": 1, "byzantine_servers": 0, "gather_every": 10, "gather_rule": "median",
            "pull_rule": "median", "server_attack": "none", "worker_equivocation": False,
-           "participants": None}
+           "participants": None, "root_size": 100}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ class RunConfig:
     # Partial participation (benchmark.stages.participation): workers drawn each step;
     # None: all n
     participants: int | None = None
+    # The server's root data set (FLTrust's threat model; benchmark.stages.root): examples
+    # drawn from the training set, held by the server and left out of the workers' data;
+    # drawn only for a defense that declares `server_gradient`. 100: FLTrust's.
+    root_size: int = 100
     device: str = "cpu"
     profile: str = "adhoc"
     time_budget: float | None = None  # seconds; the run fails past it
@@ -211,7 +215,7 @@ def validate(config: RunConfig) -> None:
         problems.append(f"f_real={config.byzantine} leaves no honest worker among n={config.n}; "
                         "lower f (or f_real) or raise n")
     for name in ("steps", "batch_size", "eval_every", "past_window", "local_steps", "servers",
-                 "gather_every"):
+                 "gather_every", "root_size"):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be at least 1, not {getattr(config, name)}")
     if config.seed < 0:

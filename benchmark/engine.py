@@ -18,6 +18,8 @@ and combine the servers' models, every correct server aggregates and updates its
 and the servers gather every gather_every steps; the metrics row is the first correct
 server's, plus the drift among correct servers. With worker_equivocation the Byzantine
 workers send the odd-numbered correct servers the mirror image of their vectors.
+With a defense that declares `server_gradient` (FLTrust), the server holds a root data set
+and computes its own update each step, before the attack (benchmark.stages.root).
 `state_dict()` / `load_state_dict()` capture a run between two steps (benchmark.checkpoint).
 """
 from __future__ import annotations
@@ -45,11 +47,12 @@ from .stages.channel import Channel, Shuffled
 from .stages.participation import Participation
 from .stages.channel import rows_unchanged as _rows_unchanged  # noqa: F401 (tests use it)
 from .stages.replicas import ReplicatedServers
+from .stages.root import RootData
 from .stages.server import Server
 from .stages.workers import HonestWorkers
 
 STREAMS = ("model", "data", "shuffle", "defense", "attack", "servers", "server_attack",
-           "model_rules", "participation")  # append only: an index is part of a seed
+           "model_rules", "participation", "root")  # append only: an index is part of a seed
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
@@ -115,9 +118,12 @@ class Simulation:
         self.adversary = Adversary(BoundAttack(config.attack, config.byzantine,
                                                generator("attack")))
         rows = check_pair(self.defense, self.attack, config.participants or config.n)
+        self.root = (RootData(config, self.data, self.functions, generator("root"),
+                              self.device) if self.defense.uses_server_data else None)
         self.workers = HonestWorkers(
             config, self.data, self.functions,
-            make_sampler(config, self.data.train_targets, generator("data")),
+            make_sampler(config, self.data.train_targets, generator("data"),
+                         excluded=None if self.root is None else self.root.indices),
             config.n - self.adversary.f, self.device)
         self.metrics = StepMetrics(config.metrics, config.momentum, config.past_window,
                                    self.defense.upper_bound(rows, self.functions.dimension))
@@ -187,7 +193,7 @@ class Simulation:
         attack and the metrics row by `wrap(label, original)`, which must behave as the
         original (labels: TIMED_METHODS' and "defense", "attack", "metrics")."""
         replicas = self.replicas
-        stages = {"workers": [self.workers],
+        stages = {"workers": [self.workers] + ([self.root.worker] if self.root else []),
                   "channel": replicas.channels if replicas else [self.channel],
                   "server": replicas.servers if replicas else [self.server],
                   "replicas": [replicas] if replicas else []}
@@ -210,6 +216,9 @@ class Simulation:
         if not math.isfinite(loss):
             raise Diverged(f"non-finite training loss at step {self.step_index}")
         honest = self._submissions(sampled)
+        if self.root is not None:  # before the attack: its probes see this step's rule
+            self.defense.server_gradient = self.root.gradient(self.theta, lr,
+                                                              self.previous_aggregate)
         if self.participation is not None:
             sampled, honest, poisoned = self.participation.select(sampled, honest, poisoned,
                                                                   self.attack)
@@ -313,7 +322,8 @@ class Simulation:
         } | ({} if self.replicas is None else {"replicas": self.replicas.state_dict(),
                                                 "server_attack": adversary["server_attack"]}
              ) | ({} if self.participation is None
-                  else {"participation": self.participation.state_dict()})
+                  else {"participation": self.participation.state_dict()}
+             ) | ({} if self.root is None else {"root": self.root.state_dict()})
 
     def load_state_dict(self, state: dict) -> None:
         """Restores what `state_dict` returned, into a Simulation built from the same config."""
@@ -336,6 +346,8 @@ class Simulation:
         set_global_rng_state(state["global_rng"], self.device)
         if self.participation is not None:
             self.participation.load_state_dict(state["participation"])
+        if self.root is not None:
+            self.root.load_state_dict(state["root"])
         self.step_index = state["step_index"]
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])

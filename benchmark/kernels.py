@@ -14,6 +14,8 @@ time is recorded beside it (`wall_ms`).
 The input imitates a step under attack: n − f rows of a common direction plus unit
 Gaussian noise, and f identical rows (mean − 1.5σ, as the `little` attack sends), in a
 seeded random order. Rules whose `check` rejects (n, f) run at the largest f it accepts.
+A rule that uses the server's own data (`server_gradient`, FLTrust) gets one more row of
+the common direction plus fresh noise as the server's update.
 
 The cases run in a child process: one that exceeds the per-case timeout (an exact
 search at large n) or crashes is stopped, recorded as skipped, and a fresh child
@@ -141,13 +143,17 @@ def plan(defenses: list[str], shapes: list[tuple[int, int, int]]):
     return cases, skipped
 
 
-def kernel_function(label: str, f: int, seed: int) -> Callable[[torch.Tensor], object]:
+def kernel_function(label: str, f: int, seed: int,
+                    server_gradient: torch.Tensor | None = None
+                    ) -> Callable[[torch.Tensor], object]:
     """The rule as a function of the gradients: options applied, a generator for a
     randomized rule, one state dict kept across calls for a stateful one (its steady
-    state). A lone pre-aggregator is timed as it is; compositions go through the
-    harness's BoundDefense (its validation costs one pass over a d-vector)."""
+    state), `server_gradient` for a rule that uses the server's data. A lone
+    pre-aggregator is timed as it is; compositions go through the harness's BoundDefense
+    (its validation costs one pass over a d-vector)."""
     components = components_of(label)
     bound = BoundDefense(label, f, torch.Generator().manual_seed(seed), components)
+    bound.server_gradient = server_gradient
     return bound.aggregate if len(components) == 1 else bound
 
 
@@ -160,6 +166,14 @@ def attacked_input(n: int, f: int, d: int, seed: int, device: str) -> torch.Tens
         rows.append((mean - 1.5 * spread).expand(f, d))
     stacked = torch.cat(rows)
     return stacked[torch.randperm(n, generator=generator)].to(device)
+
+
+def server_input(d: int, seed: int, device: str) -> torch.Tensor:
+    """The server's update for a rule that uses its data: attacked_input's common
+    direction (the same seed) plus noise of its own."""
+    direction = torch.randn(d, generator=torch.Generator().manual_seed(seed))
+    return (direction + torch.randn(d, generator=torch.Generator().manual_seed(seed + 1))
+            ).to(device)
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -199,7 +213,8 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], device: str,
 def measure(case: Case, device: str, settings: Settings) -> dict:
     """One record: the rule's median time and its ratios to the two baselines."""
     x = attacked_input(case.n, case.f_requested, case.d, settings.seed, device)
-    rule = kernel_function(case.defense, case.f, settings.seed)
+    rule = kernel_function(case.defense, case.f, settings.seed,
+                           server_input(case.d, settings.seed, device))
     functions = {"mean": lambda: x.mean(dim=0), "gram": lambda: x @ x.T, "rule": lambda: rule(x)}
     peer = peers.peer_of(case.defense, case.f)
     if peer is not None:

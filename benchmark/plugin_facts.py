@@ -11,7 +11,8 @@ the plugins and answers one JSON request (stdin) with JSON (stdout):
     expected   the cells a profile expects of a (defense, task): config hash -> label
     listed     the defenses a whole-profile run covers, per profile (their cells are
                always in `expected`)
-    defenses   each defense plugin's metadata (description, citation, options, source)
+    defenses   each defense plugin's metadata (description, citation, options, source,
+               whether it uses the server's own data)
 
 Each answer is a value or the text of the UsageError it raised. The checkers take these as
 the plugins' claims about themselves; every check of the stored files runs in the parent.
@@ -179,7 +180,8 @@ def _defense_metadata(plugin) -> dict:
                for key, value in spec.options.items()]
     return {"description": spec.description, "reference": spec.reference,
             "requirement": spec.requirement, "options": options,
-            "preaggregator": spec.preaggregator, "path": str(plugin.path)}
+            "preaggregator": spec.preaggregator, "server_data": spec.server_gradient,
+            "path": str(plugin.path)}
 
 
 def answer(request: dict) -> dict:

@@ -88,6 +88,10 @@ class BoundDefense:
 
     In `pre+rule`, each component sees the (n, f) its predecessors hand on (a
     pre-aggregator's `resize`), and is checked and called with them.
+
+    `server_gradient` is the server's own update of the current step (FLTrust's root
+    data, benchmark.stages.root), set by the engine before the attack runs (so that a
+    probe sees it too) and handed to the components that declare `server_gradient`.
     """
 
     def __init__(self, text: str, f: int, generator: torch.Generator,
@@ -96,6 +100,12 @@ class BoundDefense:
         self.f = f
         self.generator = generator
         self.states = [{} if c.spec.stateful else None for c in self.components]
+        self.server_gradient: torch.Tensor | None = None
+
+    @property
+    def uses_server_data(self) -> bool:
+        """Whether a component declares `server_gradient` (the run then holds root data)."""
+        return any(component.spec.server_gradient for component in self.components)
 
     @property
     def rule(self):
@@ -150,6 +160,11 @@ class BoundDefense:
                 extra["generator"] = generator
             if component.spec.stateful:
                 extra["state"] = state
+            if component.spec.server_gradient:
+                if self.server_gradient is None:
+                    raise RuntimeError(f"{component.label!r} declares server_gradient, but "
+                                       "no server gradient was given for this step")
+                extra["server_gradient"] = self.server_gradient
             current = component.spec.aggregate(current, f, **component.options, **extra)
         return current
 
@@ -160,12 +175,16 @@ class BoundDefense:
 
     def __call__(self, gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Aggregate; returns (vector, selected row indices or None). Validates the output."""
+        server = self.server_gradient
+        version = None if server is None else server._version
         try:
             result = self.aggregate(gradients)
         except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C
             if is_ctrl_c(error):
                 raise
             raise PluginFailure(f"defense raised {type(error).__name__}: {error}") from error
+        if server is not None and server._version != version:
+            raise PluginFailure("defense modified the server gradient it was given")
         selected = None
         if isinstance(result, Aggregated):
             result, selected = result.vector, result.selected

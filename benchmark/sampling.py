@@ -6,6 +6,10 @@ are disjoint whenever the set is large enough, and the whole order follows from 
 seed. The non-i.i.d. splits ('dirichlet', 'shards') first partition the training
 set among the n workers (seeded from the same stream), then each worker draws from
 its own part: per-worker data, as in federated learning.
+
+When the server holds a root data set of its own (FLTrust's threat model,
+benchmark.stages.root), its examples are left out: the workers' sampler then runs over
+the remaining examples (`Subset`), drawn exactly as above on that smaller set.
 """
 from __future__ import annotations
 
@@ -150,9 +154,34 @@ class PartitionSampler:
         self.positions = list(state["positions"])
 
 
-def make_sampler(config, targets: torch.Tensor, generator: torch.Generator):
+class Subset:
+    """A sampler over some examples only: `sampler` draws positions in `indices` (a
+    sorted Tensor of training-set indices), which `next_batches` turns into those
+    examples' indices."""
+
+    def __init__(self, sampler, indices: torch.Tensor):
+        self.sampler, self.indices = sampler, indices
+
+    def next_batches(self, workers: int) -> torch.Tensor:
+        return self.indices[self.sampler.next_batches(workers)]
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def make_sampler(config, targets: torch.Tensor, generator: torch.Generator,
+                 excluded: torch.Tensor | None = None):
     """The sampler of `config.split` ('iid', 'dirichlet' with `alpha`, 'shards' with
-    `shards` per worker) over `targets`, for `config.n` workers."""
+    `shards` per worker) over `targets`, for `config.n` workers; with `excluded` (indices
+    of examples the workers never use: the server's root set), over the others only."""
+    if excluded is not None:
+        kept = torch.ones(len(targets), dtype=torch.bool)
+        kept[excluded] = False
+        indices = kept.nonzero().flatten()
+        return Subset(make_sampler(config, targets.cpu()[indices], generator), indices)
     if config.split == "iid":
         return IidSampler(len(targets), config.batch_size, generator)
     if len(targets) < config.n:

@@ -45,7 +45,8 @@ def group(n, d):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.defense}-n{c.n}-f{c.f}-d{c.d}")
 def test_kernel(benchmark, case):
     x = kernels.attacked_input(case.n, case.f_requested, case.d, 0, DEVICE)
-    rule = kernels.kernel_function(case.defense, case.f, 0)
+    rule = kernels.kernel_function(case.defense, case.f, 0,
+                                   kernels.server_input(case.d, 0, DEVICE))
     benchmark.group = group(case.n, case.d)
     benchmark.extra_info.update(defense=case.defense, n=case.n, f=case.f, d=case.d,
                                 device=DEVICE)

@@ -88,8 +88,11 @@ def _plots(board: scores.Board, results: list[collect.Result], site: Path):
         if not result.is_baseline:
             by_setting.setdefault(result.setting, []).append(result)
     drawn = {}
-    for table in board.tables:
-        anchor, group = grids.slug(table), by_setting[table.setting]
+    for table in board.every_table:
+        shown = {row.defense for row in table.rows}
+        anchor = grids.slug(table)
+        group = [result for result in by_setting[table.setting]
+                 if result.record["config"]["defense"] in shown]
         entries = []
         for kind, caption, draw in (
                 ("heatmap", "mean run accuracy, defense × attack", plots.heatmap),

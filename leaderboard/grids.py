@@ -77,13 +77,18 @@ def defense_cell(name: str) -> Cell:
     return Cell(name, name, ("defense", name))
 
 
+SERVER_DATA_ANCHOR = "-server-data"  # ends the anchors of the server-data rules' tables
+
+
 def slug(table: Table) -> str:
-    return "-".join(str(value) for _, value in table.setting).replace(" ", "_") \
-        .replace(":", "@").replace(",", "&").replace("/", "_").replace("=", "~")
+    return ("-".join(str(value) for _, value in table.setting).replace(" ", "_")
+            .replace(":", "@").replace(",", "&").replace("/", "_").replace("=", "~")
+            + (SERVER_DATA_ANCHOR if table.server_data else ""))
 
 
 def summary_anchor(summary: Summary) -> str:
-    return "summary-" + "-".join(str(v) for _, v in summary.group).replace(" ", "_")
+    return ("summary-" + "-".join(str(v) for _, v in summary.group).replace(" ", "_")
+            + (SERVER_DATA_ANCHOR if summary.server_data else ""))
 
 
 SUMMARY_HEADERS = ["rank", "worst case, mean over f", "seeds", "f values ranked",

@@ -35,6 +35,7 @@ class Component:
     preaggregator: bool = False
     source: str | None = None  # its file relative to the repository; None outside it
     registered: bool = True
+    server_data: bool = False  # it declares `server_gradient` (FLTrust's threat model)
 
     @property
     def paper_url(self) -> str | None:
@@ -76,11 +77,17 @@ def component(name: str) -> Component:
         return Component(name, registered=False)
     return Component(name, found["description"], found["reference"], found["requirement"],
                      tuple(map(tuple, found["options"])), found["preaggregator"],
-                     source_path(Path(found["path"])))
+                     source_path(Path(found["path"])), server_data=found["server_data"])
 
 
 def components(defense: str) -> list[Component]:
     return [component(plugin_name(part)) for part in name_parts(defense)]
+
+
+def uses_server_data(defense: str) -> bool:
+    """Whether a component of `defense` uses the server's own root data set (FLTrust's
+    threat model): the board ranks such rules apart from the others."""
+    return any(part.server_data for part in components(defense))
 
 
 def page_file(defense: str) -> str:

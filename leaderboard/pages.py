@@ -32,12 +32,12 @@ class DefensePage:
 def _summaries(board: Board, name: str) -> Grid:
     rows = [[Cell(summary.title(), summary.title(), ("setting", summary_anchor(summary))),
              *summary_cells(summary, row)]
-            for summary in board.summaries for row in summary.rows if row.defense == name]
+            for summary in board.every_summary for row in summary.rows if row.defense == name]
     return Grid(["summary", *SUMMARY_HEADERS], rows, "Summaries", "summaries")
 
 
 def _settings(board: Board, name: str) -> Grid:
-    present = [(table, row) for table in board.tables for row in table.rows
+    present = [(table, row) for table in board.every_table for row in table.rows
                if row.defense == name]
     attacks = sorted({attack for table, _ in present for attack in table.attacks})
     rows = [[Cell(table.title(), table.title(), ("setting", slug(table))),
@@ -48,12 +48,13 @@ def _settings(board: Board, name: str) -> Grid:
 
 def build(board: Board, page: render.Page, measurements: list[Measurement]) -> list[DefensePage]:
     """One page per defense with a row on the board."""
-    plots = {grid.anchor: grid.plots for grid in page.settings}
+    plots = {grid.anchor: grid.plots for grid in page.settings + page.server_data_settings}
     built = []
     for name in page.ranked_defenses:
         mine = [m for m in measurements if m.defense == name]
         settings = [(table.title(), slug(table), plots.get(slug(table), []))
-                    for table in board.tables if any(row.defense == name for row in table.rows)]
+                    for table in board.every_table
+                    if any(row.defense == name for row in table.rows)]
         parts = metadata.name_parts(name)
         built.append(DefensePage(name, list(zip(parts, metadata.components(name))),
                                  _summaries(board, name),

@@ -17,20 +17,31 @@ choose where momentum goes, but not how many workers attack); placements are nev
 averaged together.
 
 Momentum gain: worst-case mean with momentum at the workers minus at the update.
+
+Rules that use the server's own root data set (FLTrust's threat model: the plugin declares
+`server_gradient`) assume more than the others, so they are ranked among themselves, in a
+board of their own (`Board.server_data`) built by the same code from their results and
+the baselines; the main ranking never sees them.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from benchmark.config import PLACEMENTS
 
-from . import statistics
+from . import metadata, statistics
 from .collect import Result
 from .statistics import Stat
 
 CLEAN = "none"
+SERVER_DATA = "Rules with a trusted server data set (FLTrust's threat model)"
+SERVER_DATA_NOTE = (
+    "These rules also use a small clean root data set held by the server (FLTrust's "
+    "threat model), which the rules above do not have: they are ranked among themselves, "
+    "with the same scores and statistics, and never in the tables above.")
 GAIN = ("worker", "update")  # momentum gain: first placement minus second
 LAST_SHARE = 0.1             # run accuracy: evaluations in the last 10 % of the steps
 
@@ -87,6 +98,7 @@ class Table:
     attacks: list[str]            # attacks other than none, sorted
     rows: list[Row]
     baseline: Stat | None = None  # unattacked average of the n - f honest workers
+    server_data: bool = False     # a table of rules with a trusted server data set
 
     @property
     def values(self) -> dict:
@@ -110,7 +122,7 @@ class Table:
         extra = "".join(f" · {key} = {value}" for key, value in self.setting
                         if key not in ("task", "momentum_at", "f"))
         return (f"{values['task']} · momentum at {values['momentum_at']} · "
-                f"f = {values['f']} of n = {self.n}{extra}")
+                f"f = {values['f']} of n = {self.n}{extra}{_section(self.server_data)}")
 
 
 @dataclass
@@ -127,22 +139,38 @@ class Summary:
     group: tuple                  # (("task", t), ("momentum_at", p), grid values...)
     settings: int
     rows: list[SummaryRow]
+    server_data: bool = False
 
     def title(self) -> str:
         values = dict(self.group)
         extra = "".join(f" · {key} = {value}" for key, value in self.group
                         if key not in ("task", "momentum_at"))
-        return f"{values['task']} · momentum at {values['momentum_at']}{extra}"
+        return (f"{values['task']} · momentum at {values['momentum_at']}{extra}"
+                f"{_section(self.server_data)}")
+
+
+def _section(server_data: bool) -> str:
+    return " · trusted server data" if server_data else ""
 
 
 @dataclass
 class Board:
     tables: list[Table]
     summaries: list[Summary]
+    server_data: "Board | None" = None  # rules with a trusted server data set, apart
 
     @property
     def settings(self) -> int:
         return len(self.tables)
+
+    @property
+    def every_table(self) -> list[Table]:
+        """The tables, then those of the rules with server data."""
+        return self.tables + (self.server_data.tables if self.server_data else [])
+
+    @property
+    def every_summary(self) -> list[Summary]:
+        return self.summaries + (self.server_data.summaries if self.server_data else [])
 
 
 def summary_group(setting: tuple) -> tuple:
@@ -208,7 +236,24 @@ def _ranked(rows: list, per_seed: dict[str, dict], mean_of) -> list:
     return rows
 
 
-def build(results: list[Result]) -> Board:
+def build(results: list[Result], server_data: Callable[[str], bool] | None = None) -> Board:
+    """The board of `results`; the defenses for which `server_data` holds (by default
+    `metadata.uses_server_data`: a component declares `server_gradient`) go to
+    `Board.server_data` instead, scored against the same baselines."""
+    server_data = server_data or metadata.uses_server_data
+    defenses = {result.record["config"]["defense"] for result in results
+                if not result.is_baseline}
+    apart = {defense for defense in defenses if server_data(defense)}
+    if not apart:
+        return _board(results)
+    board = _board([r for r in results if r.record["config"]["defense"] not in apart
+                    or r.is_baseline])
+    board.server_data = _board([r for r in results if r.record["config"]["defense"] in apart
+                                or r.is_baseline], server_data=True)
+    return board
+
+
+def _board(results: list[Result], server_data: bool = False) -> Board:
     by_setting: dict[tuple, dict[str, list[Result]]] = defaultdict(lambda: defaultdict(list))
     baselines: dict[tuple, list[float]] = defaultdict(list)
     n_of: dict[tuple, int] = {}
@@ -227,7 +272,7 @@ def build(results: list[Result]) -> Board:
         attacks = sorted({a for row in rows for a in row.attacks})
         base = baselines.get(_without_placement(setting))
         tables.append(Table(setting, n_of[setting], attacks, rows,
-                            Stat.of(sorted(base)) if base else None))
+                            Stat.of(sorted(base)) if base else None, server_data))
     gains = _gains(tables)
     for table in tables:
         for row in table.rows:
@@ -260,5 +305,5 @@ def _summaries(tables: list[Table]) -> list[Summary]:
             rows.append(SummaryRow(defense, None, score, len(covered),
                                    math.fsum(gains) / len(gains) if gains else None))
         _ranked(rows, per_seed, lambda r: r.score.mean if r.score else None)
-        summaries.append(Summary(group, len(members), rows))
+        summaries.append(Summary(group, len(members), rows, members[0].server_data))
     return summaries

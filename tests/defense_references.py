@@ -395,3 +395,29 @@ def ref_signguard(rows, f, L=0.1, R=3.0, fraction=0.1, quantile=0.5, seed=0):
     cluster = {good[p] for p in groups[min(groups, key=key)]}
     kept = [i for i in by_norm if i in cluster] or by_norm
     return clipped_mean(rows, kept, M)
+
+
+# --- rules with a trusted server data set (FLTrust's threat model) -----------------------
+
+TRUSTED = (1.0, -0.5, 0.25, 2.0, -1.0)  # the server gradient the tests hand such rules
+
+
+def trusted_gradient(d):
+    return list(TRUSTED[:d])
+
+
+def ref_fltrust(rows, f, server=None):
+    """Cao et al.: TS_i = ReLU(cos(g_i, g0)), g_i rescaled to ||g0||, trust-weighted mean;
+    a row that is not finite or is zero gets trust 0; zero when nothing is trusted."""
+    server = trusted_gradient(len(rows[0])) if server is None else server
+    server_norm = norm(server)
+    total, weighted = 0.0, [0.0] * len(server)
+    for row in rows:
+        length = norm(row)
+        if not finite(row) or length == 0 or not math.isfinite(server_norm) or server_norm == 0:
+            continue
+        trust = max(0.0, min(1.0, sum(u * v for u, v in zip(row, server))
+                             / (length * server_norm)))
+        total += trust
+        weighted = [w + trust * v * server_norm / length for w, v in zip(weighted, row)]
+    return [w / total for w in weighted] if total > 0 else [0.0] * len(server)

@@ -43,7 +43,8 @@ CANARY_COLUMNS = ("loss", "theta_distance", "honest_deviation", "honest_norm", "
                   "defense_norm", "byzantine_selected")
 
 # Short harness runs: every placement, Nesterov, dampening, clean and data-level attacks,
-# a composition, local steps, a non-i.i.d. split, f_real, metrics off, no clipping.
+# a composition, local steps, a non-i.i.d. split, f_real, metrics off, no clipping, the
+# server's root data (FLTrust).
 CANARIES = {
     "median-little-worker": dict(defense="median", attack="little", momentum_at="worker"),
     "krum-empire-update-nesterov": dict(defense="krum", attack="empire", momentum_at="update",
@@ -62,6 +63,7 @@ CANARIES = {
                                 f_real=1),
     "average-little-bare": dict(defense="average", attack="little", momentum_at="update",
                                 metrics=False, clip=None),
+    "fltrust-little-worker": dict(defense="fltrust", attack="little", momentum_at="worker"),
     "fashion-mnist-median-little": dict(task="fashion-mnist", defense="median",
                                         attack="little", momentum_at="worker", n=7, f=2,
                                         batch_size=8, steps=3, eval_every=3),
@@ -138,6 +140,8 @@ def defense_golden(name: str) -> list:
             continue
         parts = [n, f]
         for call in range(3):
+            if bound.uses_server_data:  # the server's own update: one more honest-like row
+                bound.server_gradient = _inputs(2, 300 + call)[1]
             try:
                 vector, selected = bound(_inputs(n, 100 + call))
                 parts += [vector, selected if selected is not None else "-"]

@@ -86,6 +86,8 @@ CASES = {
     "server": dict(momentum_at="server"),
     "worker-nesterov-random-attack": dict(momentum_at="worker", nesterov=True,
                                           attack="gaussian:sigma=3.0"),
+    # the server's root sampler and its momentum of root gradients travel too
+    "fltrust-worker": dict(momentum_at="worker", defense="fltrust"),
 }
 
 

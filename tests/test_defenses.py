@@ -31,6 +31,7 @@ from tests.defense_references import (
     ref_clip,
     ref_clippedclustering,
     ref_dnc,
+    ref_fltrust,
     ref_foolsgold,
     ref_geomed,
     ref_krum,
@@ -47,6 +48,7 @@ from tests.defense_references import (
     ref_trmean,
     rows_of,
     sq_distance,
+    trusted_gradient,
 )
 
 INF = math.inf
@@ -90,10 +92,12 @@ RULES = {
     "clippedclustering": Rule(ref_clippedclustering, translation=False),
     "foolsgold": Rule(ref_foolsgold, translation=False, noop=False),
     "clip": Rule(ref_clip, translation=False, min_n=lambda f: 2 * f + 1),  # median norm
+    # with the server gradient `trusted_gradient(d)` (tests/defense_references.py)
+    "fltrust": Rule(ref_fltrust, translation=False, noop=False),
 }
 
 # Selecting rules whose vector is not the plain mean of the rows they select.
-NOT_A_PLAIN_MEAN = {"bulyan", "signguard", "clippedclustering"}
+NOT_A_PLAIN_MEAN = {"bulyan", "signguard", "clippedclustering", "fltrust"}
 NAMES = sorted(registry.names("defense"))
 
 
@@ -119,9 +123,18 @@ def bound(name, f, **options):
     return BoundDefense(name, f, torch.Generator().manual_seed(0), [component])
 
 
+def aggregate(name, x, f, **options):
+    """What the rule returns on x (see `bound`); a rule that uses the server's data
+    (`server_gradient`) gets `trusted_gradient(d)` as the server's update."""
+    defense = bound(name, f, **options)
+    if defense.uses_server_data:
+        defense.server_gradient = torch.tensor(trusted_gradient(x.shape[1]), dtype=x.dtype)
+    return defense.aggregate(x)
+
+
 def run(name, x, f, **options):
-    """The rule on x (see `bound`); returns a float64 tensor."""
-    result = bound(name, f, **options).aggregate(x)
+    """The rule on x (see `aggregate`); returns a float64 tensor."""
+    result = aggregate(name, x, f, **options)
     if isinstance(result, Aggregated):
         if name not in NOT_A_PLAIN_MEAN:  # bulyan: a coordinate-wise stage; others clip
             assert torch.equal(result.vector, x[result.selected].mean(dim=0))
@@ -160,7 +173,7 @@ def test_every_registered_defense_has_a_reference():
 @pytest.mark.parametrize("kind", ["normal", "ties", "duplicates"])
 @pytest.mark.parametrize("f, extra_n", [(1, 0), (2, 0), (2, 3)])
 def test_rule_agrees_with_its_reference(name, kind, f, extra_n):
-    n = min_n(name, f) + extra_n + (2 if name in ("average", "bucketing") else 0)
+    n = min_n(name, f) + extra_n + (2 if name in ("average", "bucketing", "fltrust") else 0)
     x = inputs(kind, n, 4, seed=7 * n + f)
     assert_close(run(name, x, f), RULES[name].reference(rows_of(x), f), name)
 
@@ -241,7 +254,7 @@ def test_translation_equivariance(name):
 def test_float32_in_float32_out_and_input_untouched(name):
     x = inputs("normal", min_n(name, 2) + 2, 5, seed=17).to(torch.float32)
     before = x.clone()
-    result = bound(name, 2).aggregate(x)
+    result = aggregate(name, x, 2)
     result = result.vector if isinstance(result, Aggregated) else result
     assert result.dtype == torch.float32 and torch.equal(x, before)
 

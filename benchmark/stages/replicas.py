@@ -37,16 +37,22 @@ def _model_rows(config: RunConfig, attack: BoundServerAttack) -> tuple[int, int]
 
 def check_model_rules(config: RunConfig) -> None:
     """Refuses (UsageError) a pull or gather with fewer correct models than its rule needs,
-    a stateful model rule, and a server attack's own objections."""
+    a stateful model rule or one that needs server data, a defense that needs server data
+    (FLTrust's root set: one server's), and a server attack's own objections."""
+    if BoundDefense(config.defense, config.f, torch.Generator()).uses_server_data:
+        raise UsageError(f"defense {config.defense!r} uses the server's own root data "
+                         "(server_gradient), which replicated servers do not hold: run it "
+                         "with servers=1")
     attack = BoundServerAttack(config.server_attack, config.byzantine_servers,
                                torch.Generator())
     attack.check(config.servers)
     rows, correct = _model_rows(config, attack)
     for key, moment in MODEL_RULES.items():
         rule = BoundDefense(getattr(config, key), config.byzantine_servers, torch.Generator())
-        if any(component.spec.stateful for component in rule.components):
-            raise UsageError(f"{key} {getattr(config, key)!r} is stateful; a model rule must "
-                             "be a plain function of the models it gets")
+        if rule.uses_server_data or any(c.spec.stateful for c in rule.components):
+            raise UsageError(f"{key} {getattr(config, key)!r} is stateful or needs server "
+                             "data; a model rule must be a plain function of the models it "
+                             "gets")
         try:
             rule.check(rows)
         except UsageError as error:

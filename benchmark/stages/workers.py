@@ -22,6 +22,14 @@ class DataPoisoner(Protocol):
     def poison_targets(self, targets: torch.Tensor, num_classes: int) -> torch.Tensor: ...
 
 
+class NoPoisoner:
+    """The DataPoisoner of workers nobody attacks (the server's own root worker)."""
+    data_workers = 0
+
+    def poison_targets(self, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+        return targets
+
+
 class HonestWorkers:
     """`count` honest workers sharing one sampler; holds worker momentum and the count of
     training points used."""
