@@ -76,6 +76,15 @@ def committed_cells(root: Path | str, cells: list[matrix.Cell]) -> int:
                for cell in cells if cell.invalid is None)
 
 
+
+def _section_of(board: scores.Board, defense: str) -> scores.Board:
+    """The part of the board that ranks `defense`: the rules with a trusted server data set
+    have their own (FLTrust's threat model), apart from the others."""
+    extra = board.server_data
+    if extra and any(row.defense == defense for table in extra.tables for row in table.rows):
+        return extra
+    return board
+
 def standing(root: Path | str, scratch: Path | str, profile: matrix.Profile,
              cells: list[matrix.Cell]) -> Standing:
     """Ranks the defense of `cells` (its slice of `profile`, as `matrix.expand` gives it,
@@ -84,7 +93,7 @@ def standing(root: Path | str, scratch: Path | str, profile: matrix.Profile,
     (defense,) = {cell.config.defense for cell in cells}
     valid = [cell.config for cell in cells if cell.invalid is None]
     collection = collect.collect_local(root, profile, scratch, valid)
-    board = scores.build(collection.results)
+    board = _section_of(scores.build(collection.results), defense)
     mine = {store.cell_dir(scratch, config).as_posix() for config in valid}
     usable: Counter = Counter(result.setting for result in collection.sound
                               if result.record["config"]["defense"] == defense
