@@ -5,7 +5,8 @@ its stages (benchmark.stages), its bound defense and attack and the metrics row 
 on the instance only, so the step itself carries no timing code. Exclusive times, median over the
 timed steps:
 
-  gradients  honest workers' gradients, l2 and clipping (HonestWorkers.gradients)
+  gradients  honest workers' gradients, l2 and clipping (HonestWorkers.gradients); with a
+             rule that uses server data, the server's update on its root set too
   momentum   worker or server momentum (HonestWorkers.submissions)
   attack     the attack, including any defense probes it makes
   shuffle    the seeded shuffle (rows copied into the defense's input) and the
