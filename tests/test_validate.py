@@ -3,6 +3,8 @@ import json
 import shutil
 import subprocess
 
+import pytest
+
 from benchmark import store, summary_check
 from benchmark.config import RunConfig
 from benchmark.summary import summarize
@@ -99,6 +101,7 @@ def test_verify_reruns_cells_and_catches_a_resealed_tampered_number(results, cap
     assert "metrics.csv" in record["files"]
 
 
+@pytest.mark.slow  # reads the committed results/ (left out of the mutation-testing tree)
 def test_paper_results_are_checked_against_the_paper_matrix_baselines_alone(tmp_path, capsys):
     """The paper profile's unattacked average is a baseline, not a listed rule: its slice is
     its baseline cells only (`python -m benchmark reproduce` reads them)."""
