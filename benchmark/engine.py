@@ -85,13 +85,6 @@ def _forward(stage: str, name: str) -> property:
                     lambda self, value: setattr(getattr(self, stage), name, value))
 
 
-# stage -> {method: label}: the stage methods `Simulation.instrument` hands to a timer
-TIMED_METHODS = {"workers": {"gradients": "gradients", "submissions": "momentum"},
-                 "channel": {"shuffle_honest": "aggregate", "aggregate": "aggregate"},
-                 "server": {"apply_update": "update"},
-                 "replicas": {"pull": "servers", "gather": "servers", "drift": "servers"}}
-
-
 class Simulation:
     """One run: the stages of benchmark.stages wired together; `step()` advances it by
     one update. The attributes other code reads (theta, defense, attack, sampler, ...)
@@ -188,23 +181,9 @@ class Simulation:
         self.server.apply_update(aggregate, lr)
 
     def instrument(self, wrap: Callable[[str, Any], Any]) -> None:
-        """The hook `profile-step` times a step through: replaces, on this instance's
-        stages only, each method of TIMED_METHODS, every correct server's defense, the
-        attack and the metrics row by `wrap(label, original)`, which must behave as the
-        original (labels: TIMED_METHODS' and "defense", "attack", "metrics")."""
-        replicas = self.replicas
-        stages = {"workers": [self.workers] + ([self.root.worker] if self.root else []),
-                  "channel": replicas.channels if replicas else [self.channel],
-                  "server": replicas.servers if replicas else [self.server],
-                  "replicas": [replicas] if replicas else []}
-        for stage, methods in TIMED_METHODS.items():
-            for instance in stages[stage]:
-                for method, label in methods.items():
-                    setattr(instance, method, wrap(label, getattr(instance, method)))
-        for server in stages["server"]:
-            server.defense = wrap("defense", server.defense)
-        self.attack = wrap("attack", self.attack)
-        self.metrics.row = wrap("metrics", self.metrics.row)
+        """The hook `profile-step` times a step through (benchmark.instrument)."""
+        from .instrument import instrument
+        instrument(self, wrap)
 
     def step(self) -> dict[str, float]:
         """One update; returns its metrics row. Raises PluginFailure or Diverged."""
