@@ -122,21 +122,27 @@ _KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false",
                str: "a string", tuple: "a list", type(None): "null"}
 
 
-def _is_kind(value: Any, kind) -> bool:
-    """Whether `value` may stand in a field of type `kind`. Not coerced: an int is a valid
-    float (a profile's `l2 = 0`, `--set lr=1`) and keeps the hash it always had."""
-    kind = typing.get_origin(kind) or kind
-    if kind in (int, float) and isinstance(value, bool):
-        return False
-    return isinstance(value, (int, float) if kind is float else kind)
+def _accepted(kinds: tuple) -> tuple[tuple, bool]:
+    """(the classes a value of one of `kinds` may be an instance of, whether a bool is
+    refused). Not coerced: an int is a valid float (a profile's `l2 = 0`, `--set lr=1`)
+    and keeps the hash it always had; a bool is no number."""
+    classes = [typing.get_origin(kind) or kind for kind in kinds]
+    numbers = [kind for kind in classes if kind in (int, float)]
+    accepted = {int, float} if float in classes else set()
+    accepted |= set(classes)
+    return tuple(accepted), bool(numbers) and bool not in classes
+
+
+_ACCEPTED = {name: _accepted(kinds) for name, kinds in _KINDS.items()}  # checked per config
 
 
 def type_problem(name: str, value: Any) -> str | None:
     """Why `value` cannot be the setting `name` (a float for an int field, text for a
     number, ...), or None."""
-    kinds = _KINDS[name]
-    if any(_is_kind(value, kind) for kind in kinds):
+    classes, refuses_bool = _ACCEPTED[name]
+    if isinstance(value, classes) and not (refuses_bool and isinstance(value, bool)):
         return None
+    kinds = _KINDS[name]
     expected = " or ".join(_KIND_NAMES.get(typing.get_origin(k) or k, str(k)) for k in kinds)
     return f"{name} must be {expected}, not {value!r}"
 

@@ -35,8 +35,15 @@ def read_rows(text: str) -> list[dict]:
     if not lines:
         return []
     header = lines[0].split(",")
-    return [{key: int(value) if key == "step" else _number(value)
-             for key, value in zip(header, line.split(","))} for line in lines[1:]]
+    step = header.index("step") if "step" in header else None
+    rows = []
+    for line in lines[1:]:
+        values = line.split(",")
+        row = dict(zip(header, map(_number, values)))
+        if step is not None:
+            row["step"] = int(values[step])
+        rows.append(row)
+    return rows
 
 
 def _metric_rows(folder: Path, record: dict) -> tuple[list[dict] | None, tuple[str, ...]]:
