@@ -189,7 +189,9 @@ def markdown(analysis: Analysis, command: str) -> str:
             headers=["claim", "paper", "here"], tablefmt="github"), "",
         "Notes: the paper's percentages are read as accuracy points (0.20 = 20 points); its "
         "test images were flipped at random, ours are not (tasks/_vision.py), so an "
-        "evaluation here is a deterministic function of the parameters.", "",
+        "evaluation here is a deterministic function of the parameters. Why worker "
+        "momentum does not lower the ratio under `little`: "
+        "[reproduction-findings.md](reproduction-findings.md).", "",
         "## Every configuration", "",
         f"Mean over seeds of the maximum top-1 accuracy; t = {t:.2f}; ratio²: the run's median "
         "of (honest deviation / honest norm)², averaged over seeds (worker, raw: the same for "
