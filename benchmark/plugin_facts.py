@@ -8,6 +8,8 @@ never import a plugin: `ask` starts `python -m benchmark.plugin_facts`, which di
 the plugins and answers one JSON request (stdin) with JSON (stdout):
 
     versions   the behaviour versions a (defense, attack, task) resolves to
+    config_versions  the same for whole run configs (replicated servers' rules included),
+               by config hash
     expected   the cells a profile expects of a (defense, task): config hash -> label
     listed     the defenses a whole-profile run covers, per profile (their cells are
                always in `expected`)
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from . import behaviour, matrix, registry
 from .api import UsageError
+from .config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the tree whose plugins are discovered
 TIMEOUT = 1800  # seconds: expanding a whole profile takes tens of seconds
@@ -42,11 +45,20 @@ class Facts:
     expected: dict[tuple[str, str, str], dict[str, dict] | str] = field(default_factory=dict)
     listed: dict[str, list[str]] = field(default_factory=dict)
     defenses: dict[str, dict] = field(default_factory=dict)
+    config_versions: dict[str, dict | str] = field(default_factory=dict)
 
     def versions_of(self, defense: str, attack: str, task: str) -> dict:
         """The current versions of a (defense, attack, task); raises UsageError if one of
         the names does not resolve. The harness version is the checker's own."""
         found = self.versions[defense, attack, task]
+        if isinstance(found, str):
+            raise UsageError(found)
+        return {**found, "harness": behaviour.HARNESS}
+
+    def versions_of_config(self, config) -> dict:
+        """`versions_of` for a whole RunConfig asked about (`ask(configs=...)`), the
+        replicated servers' rules and attack included; raises UsageError."""
+        found = self.config_versions[config.hash()]
         if isinstance(found, str):
             raise UsageError(found)
         return {**found, "harness": behaviour.HARNESS}
@@ -79,13 +91,16 @@ def _fingerprint(request: dict) -> str:
     return digest.hexdigest()
 
 
-def ask(profiles, versions=(), expected=()) -> Facts:
+def ask(profiles, versions=(), expected=(), configs=()) -> Facts:
     """Facts about the plugins of this tree for `profiles` (matrix.Profile objects), the
-    (defense, attack, task) triples `versions` and the (profile name, defense, task)
-    triples `expected`, from a child process (once per process for the same request and
-    the same files). Raises UsageError if the child fails."""
+    (defense, attack, task) triples `versions`, the (profile name, defense, task)
+    triples `expected` and the RunConfigs `configs`, from a child process (once per
+    process for the same request and the same files). Raises UsageError if the child
+    fails."""
     request = {"profiles": [dataclasses.asdict(profile) for profile in profiles],
-               "versions": sorted(set(versions)), "expected": sorted(set(expected))}
+               "versions": sorted(set(versions)), "expected": sorted(set(expected)),
+               "configs": sorted({config.hash(): config.to_dict()
+                                  for config in configs}.items())}
     key = _fingerprint(request)
     if key not in _answers:
         _answers[key] = _ask_child(request)
@@ -112,7 +127,7 @@ def _ask_child(request: dict) -> Facts:
                          f"process when imported; fix or remove it. Its output:\n{tail}")
     return Facts({tuple(key): value for key, value in answer["versions"]},
                  {tuple(key): value for key, value in answer["expected"]},
-                 answer["listed"], answer["defenses"])
+                 answer["listed"], answer["defenses"], dict(answer["config_versions"]))
 
 
 # --- the child ---------------------------------------------------------------------------
@@ -196,9 +211,12 @@ def answer(request: dict) -> dict:
                 for key in sorted(wanted)]
     versions = [[key, _guarded(lambda: behaviour.versions(*key))]
                 for key in map(tuple, request["versions"])]
+    config_versions = [[key, _guarded(lambda: behaviour.of_config(RunConfig.from_dict(values)))]
+                       for key, values in request.get("configs", [])]
     defenses = {name: _defense_metadata(plugin)
                 for name, plugin in registry.discover("defense").items() if plugin.error is None}
-    return {"versions": versions, "expected": expected, "listed": listed, "defenses": defenses}
+    return {"versions": versions, "expected": expected, "listed": listed, "defenses": defenses,
+            "config_versions": config_versions}
 
 
 def main() -> None:

@@ -116,4 +116,5 @@ def git_state() -> dict[str, object]:
 def device_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.machine()} {platform.processor() or 'cpu'}, {torch.get_num_threads()} thread(s)"
+    return (f"{platform.machine()} {platform.processor() or 'cpu'} "
+            f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} thread(s)")

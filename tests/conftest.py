@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+import benchmark  # noqa: F401  - first: pins torch's CPU kernels (benchmark.cpu_kernels)
+import torch  # noqa: E402
 
 from benchmark.processes import single_thread
 

@@ -1,6 +1,8 @@
 """`verify`: re-run a random sample of stored cells and require identical results."""
 from __future__ import annotations
 
+import argparse
+import math
 import random
 import tempfile
 import time
@@ -8,6 +10,30 @@ from pathlib import Path
 
 from ..api import UsageError
 from ._common import add_results_location
+
+
+def _sample_size(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--sample takes a number of cells >= 1 or 'all', "
+                                         f"not {text!r}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"--tolerance is an accuracy difference in [0, 1], "
+                                         f"not {text!r}")
+    return value
 
 
 def register(commands) -> None:
@@ -18,20 +44,39 @@ def register(commands) -> None:
                     "stored: eval.csv, the trace and the SHA-256 of metrics.csv recorded in "
                     "run.json (so metrics.csv itself need not be committed), the status and "
                     "the summary. Runs are deterministic on CPU with one thread; another CPU "
-                    "model or library build may differ in the last bits. Exit 1 on a mismatch.")
-    parser.add_argument("--sample", type=int, required=True, metavar="K",
-                        help="how many cells to re-run")
+                    "model or library build may differ in the last bits (--tolerance). Each "
+                    "cell re-runs in a process of its own, under the hard time limit; this "
+                    "process never imports the plugins (a plugin cannot patch the comparison). "
+                    "Exit 1 on a mismatch.")
+    parser.add_argument("--sample", type=_sample_size, required=True, metavar="K|all",
+                        help="how many cells to re-run, or all of those selected")
     add_results_location(parser)
+    parser.add_argument("--task", action="append", help="only this task's cells (repeatable)")
+    parser.add_argument("--defense", action="append",
+                        help="only this defense's cells, by its label as stored, e.g. median, "
+                             "nnm+trmean (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
     parser.add_argument("--base", metavar="GIT_REF",
                         help="sample only results changed since this commit (a pull request's)")
+    parser.add_argument("--tolerance", type=_tolerance, metavar="T",
+                        help="accept a re-run whose files differ (another machine's last bits) "
+                             "when its status and steps match and its final and best test "
+                             "accuracy are each within T of the stored ones, e.g. 0.02; "
+                             "default: byte-identical only")
     parser.set_defaults(handler=main)
 
 
-def _candidates(root: Path, profile: str, base: str | None
+def _selected(record: dict, tasks: list[str] | None, defenses: list[str] | None) -> bool:
+    config = record["config"]
+    return ((not tasks or config.get("task") in tasks)
+            and (not defenses or config.get("defense") in defenses))
+
+
+def _candidates(root: Path, profile: str, base: str | None, tasks=None, defenses=None
                 ) -> tuple[list[tuple[Path, dict]], int]:
-    """(well-formed results of `profile` valid for today's code, how many are stale)."""
-    from .. import behaviour, store
+    """(well-formed results of `profile` valid for today's code, how many are stale). The
+    plugins' versions come from a child process (benchmark.plugin_facts)."""
+    from .. import behaviour, plugin_facts, store
     from ..config import RunConfig
     from .validate import changed_folders
 
@@ -39,15 +84,22 @@ def _candidates(root: Path, profile: str, base: str | None
     if base:
         changed = set(changed_folders(root, base))
         folders = [folder for folder in folders if folder in changed]
-    found, stale = [], 0
+    loaded = []
     for folder in folders:
         record = store.read_run(folder)
-        if record is None or record["config"]["profile"] != profile:
+        if (record is None or record["config"].get("profile") != profile
+                or not _selected(record, tasks, defenses)):
             continue
         try:
-            config = RunConfig.from_dict(record["config"])
-            current = behaviour.of_config(config)
-        except (TypeError, ValueError, UsageError):
+            loaded.append((folder, record, RunConfig.from_dict(record["config"])))
+        except (TypeError, ValueError):
+            continue
+    facts = plugin_facts.ask([], configs=[config for _, _, config in loaded])
+    found, stale = [], 0
+    for folder, record, config in loaded:
+        try:
+            current = facts.versions_of_config(config)
+        except UsageError:
             continue
         if behaviour.stale_reason(record, current):
             stale += 1
@@ -78,45 +130,77 @@ def compare(folder: Path, record: dict, rerun: Path, rerun_record: dict) -> list
     return problems
 
 
+ACCURACIES = ("final_accuracy", "max_accuracy")
+
+
+def accuracy_gap(record: dict, rerun_record: dict) -> float:
+    """The larger of the final and best test accuracies' differences between a stored cell
+    and its re-run; infinite if their status or steps differ or an accuracy is missing."""
+    if any(record.get(key) != rerun_record.get(key) for key in ("status", "steps_done")):
+        return math.inf
+    gaps = []
+    for key in ACCURACIES:
+        stored = (record.get("summary") or {}).get(key)
+        fresh = (rerun_record.get("summary") or {}).get(key)
+        if stored is None or fresh is None:
+            gaps.append(0.0 if stored is fresh else math.inf)
+        else:
+            gaps.append(abs(stored - fresh))
+    return max(gaps)
+
+
 def main(args) -> int:
     from .. import store
-    from ..cells import run_cell
-    from ..processes import single_thread
     from ..config import RunConfig
+    from ..executors import run_guarded
 
     root = Path(args.results)
-    if args.sample < 1:
-        raise UsageError("--sample needs K >= 1 cells to re-run")
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
     from leaderboard import BOARDS
 
     candidates, stale = [], 0
     for profile in [args.profile] if args.profile else BOARDS:
-        found, outdated = _candidates(root, profile, args.base)
+        found, outdated = _candidates(root, profile, args.base, args.task, args.defense)
         candidates, stale = candidates + found, stale + outdated
     if not candidates:
+        narrowed = "".join(f" --{name} {' '.join(values)}" for name, values
+                           in (("task", args.task), ("defense", args.defense)) if values)
         raise UsageError(f"no current {args.profile or ' or '.join(BOARDS)} results under "
-                         f"{root} to verify"
+                         f"{root}{' matching' + narrowed if narrowed else ''} to verify"
                          + (f" ({stale} are stale: their behaviour versions changed)" if stale else ""))
-    chosen = random.Random(args.seed).sample(candidates, min(args.sample, len(candidates)))
-    single_thread()
-    failures = 0
+    size = len(candidates) if args.sample is None else min(args.sample, len(candidates))
+    chosen = random.Random(args.seed).sample(candidates, size)
+    failures = close = 0
+    largest_gap = 0.0
     for folder, record in sorted(chosen, key=lambda item: item[0].as_posix()):
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="verify-") as scratch:
             config = RunConfig.from_dict(record["config"])
-            result = run_cell(config, scratch, resume=False)
-            problems = compare(folder, record, result.folder, store.read_run(result.folder))
+            result = run_guarded(config, scratch, resume=False)
+            rerun = store.read_run(result.folder) if result.folder else None
+            if rerun is None:
+                problems = [f"the re-run stored nothing ({result.status}: {result.reason})"]
+                gap = math.inf
+            else:
+                problems = compare(folder, record, result.folder, rerun)
+                gap = accuracy_gap(record, rerun) if problems else 0.0
         relative = folder.relative_to(root).as_posix()
         seconds = time.monotonic() - started
-        if problems:
+        if problems and args.tolerance is not None and gap <= args.tolerance:
+            close += 1
+            largest_gap = max(largest_gap, gap)
+            print(f"within tolerance {relative} ({seconds:.1f} s): accuracy gap {gap:.4g}")
+        elif problems:
             failures += 1
             print(f"MISMATCH {relative} ({seconds:.1f} s)")
             for problem in problems:
                 print(f"  {problem}")
         else:
             print(f"identical {relative} ({seconds:.1f} s)")
-    print(f"{len(chosen) - failures} of {len(chosen)} re-run cell(s) identical"
+    identical = len(chosen) - failures - close
+    print(f"{identical} of {len(chosen)} re-run cell(s) identical"
+          + (f", {close} within tolerance {args.tolerance:g} (largest accuracy gap "
+             f"{largest_gap:.4g})" if close else "")
           + (f"; {stale} stale result(s) not sampled" if stale else ""))
     return 1 if failures else 0

@@ -1,0 +1,70 @@
+"""`verify` as a pull request's trusted re-run: every cell of a slice (`--sample all`,
+`--task`, `--defense`), another machine's last bits (`--tolerance`), and a plugin that
+tries to patch the comparison. The tiny matrix's results (see test_leaderboard.py)."""
+import sys
+
+import pytest
+
+from benchmark import registry
+from benchmark.cli import main as cli_main
+from tests.leaderboard_fixtures import (cell_folder, results, tiny,  # noqa: F401
+                                        tiny_profile_dir, tiny_results)
+from tests.plugin_fixtures import write_plugin
+from tests.test_validate import tamper_eval
+
+COMPARISON_OFF = """
+    import benchmark.cli.verify as verify
+    verify.compare = lambda *args: []
+    verify.accuracy_gap = lambda *args: 0.0
+"""
+
+
+def verify(root, *extra):
+    return cli_main(["verify", "--results", str(root), "--profile", "tiny", *extra])
+
+
+def test_sample_all_of_one_defense_reruns_exactly_its_cells(results, capsys):
+    stored = sorted(folder.relative_to(results).as_posix()
+                    for folder in (results / "tiny" / "digits" / "median").glob("*/*"))
+    assert verify(results, "--sample", "all", "--defense", "median", "--task", "digits") == 0
+    out = capsys.readouterr().out
+    rerun = sorted(line.split()[1] for line in out.splitlines()
+                   if line.startswith("identical "))
+    assert rerun == stored and len(stored) > 2
+    assert f"{len(stored)} of {len(stored)} re-run cell(s) identical" in out
+
+
+def test_a_defense_or_task_with_no_stored_cell_is_a_usage_error(results, capsys):
+    assert verify(results, "--sample", "all", "--defense", "nosuchrule") == 2
+    assert "matching --defense nosuchrule" in capsys.readouterr().err
+    assert verify(results, "--sample", "all", "--task", "mnist") == 2
+
+
+def test_tolerance_accepts_a_small_accuracy_gap_and_no_larger_one(results, capsys):
+    folder = cell_folder(results, "median", "little", "update", 2)
+    tamper_eval(folder, reseal=True)  # final accuracy +0.05 (at most 1.0) in files and summary
+    narrowed = ["--sample", "all", "--defense", "median", "--task", "digits"]
+    assert verify(results, *narrowed, "--tolerance", "0.1") == 0
+    out = capsys.readouterr().out
+    assert "within tolerance tiny/digits/median/little/update-f2-s2-" in out
+    assert "1 within tolerance 0.1 (largest accuracy gap" in out
+    assert verify(results, *narrowed, "--tolerance", "0.001") == 1
+    assert "MISMATCH tiny/digits/median/little/update-f2-s2-" in capsys.readouterr().out
+    assert verify(results, *narrowed) == 1  # byte-identical by default
+
+
+@pytest.mark.parametrize("value", ["-0.1", "2", "nan", "x"])
+def test_a_tolerance_outside_0_1_is_refused(results, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        verify(results, "--sample", "1", "--tolerance", value)
+    assert stop.value.code == 2
+    assert "--tolerance is an accuracy difference in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_plugin_patching_the_comparison_does_not_reach_verify(results, plugin_dir, capsys):
+    tamper_eval(cell_folder(results, "median", "little", "update", 2), reseal=True)
+    write_plugin(plugin_dir, "defenses", "zz_helper", COMPARISON_OFF)
+    assert verify(results, "--sample", "all", "--defense", "median") == 1
+    assert "MISMATCH tiny/digits/median/little/update-f2-s2-" in capsys.readouterr().out
+    assert not [name for name in sys.modules if "zz_helper" in name]
+    assert registry.discover.cache_info().currsize == 0  # the re-runs discover in children
