@@ -1,6 +1,7 @@
 """Running one cell end to end: engine → metrics → result store."""
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 import warnings
@@ -122,6 +123,10 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
         finally:
             metrics_log.close()
             eval_log.close()
+    strays = _remove_strays(temp)
+    if strays:
+        outcome = engine.Outcome("failed", f"a plugin wrote into the cell's folder ({strays}); "
+                                           "only the harness writes there", outcome.steps_done)
     if outcome.status == "failed" and config.device.startswith("cuda"):
         torch.cuda.empty_cache()  # e.g. after out of memory: the next cell gets the memory
     summary = summarize(metric_rows, eval_rows, outcome.status, outcome.steps_done)
@@ -136,6 +141,21 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     publish_cell(temp, final, record)
     return CellResult(config, final, outcome.status, outcome.reason, summary,
                       record["timings"]["seconds"])
+
+
+HARNESS_FILES = {"metrics.csv", "eval.csv", checkpoint.KEPT_NAME}  # before run.json, trace
+
+
+def _remove_strays(temp: Path) -> str:
+    """Removes what the harness did not write into a cell's temporary folder (a plugin that
+    found it) and names it, or returns "" if nothing."""
+    strays = sorted(path for path in temp.iterdir() if path.name not in HARNESS_FILES)
+    for path in strays:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return ", ".join(path.name for path in strays[:5]) + (" ..." if len(strays) > 5 else "")
 
 
 def _saved_state(config: RunConfig, versions: dict, folder: Path, required: bool

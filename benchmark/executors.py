@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from . import devices, provenance, store
+from . import devices, provenance, store, worker_hygiene
 from .api import UsageError
 from .cells import CellResult, publish_cell, run_cell
 from .processes import single_thread
@@ -88,6 +88,7 @@ def _init_worker(started=None, gpu_slots=None) -> None:
     for variable in THREAD_VARIABLES:
         os.environ[variable] = "1"
     single_thread()
+    worker_hygiene.adopt_orphans()
     devices.pin_next(gpu_slots)  # --runs-per-device: this worker's GPU for its whole life
     global _STARTED
     _STARTED = started
@@ -102,7 +103,10 @@ def _run_in_worker(config_dict: dict, root: str, deadline: float | None = None,
         return _postponed(RunConfig.from_dict(config_dict))
     if _STARTED is not None:
         _STARTED.put((RunConfig.from_dict(config_dict).hash(), os.getpid()))
-    return run_cell(RunConfig.from_dict(config_dict), root, **(cell_options or {}))
+    try:
+        return run_cell(RunConfig.from_dict(config_dict), root, **(cell_options or {}))
+    finally:
+        worker_hygiene.after_cell()
 
 
 # --- local processes ------------------------------------------------------------------
@@ -117,8 +121,24 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
     pinned to that GPU.
     No cell starts after `deadline` (time.time()): those are returned as postponed.
     `cell_options` go to run_cell; with `usage_errors`, the UsageError a cell raises (bad
-    parameters, nothing to resume) is raised here, else the cell is reported as failed."""
-    pending = [with_budget(config) for config in configs]
+    parameters, nothing to resume) is raised here, else the cell is reported as failed.
+    Each defense's cells run in worker processes of their own (one pool per defense, in
+    the order the defenses first appear), so what a defense changes in its process (the
+    registry's plugins, module globals) cannot reach another defense's cells."""
+    results: list[CellResult] = []
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.defense, []).append(with_budget(config))
+    for group in groups.values():
+        results += _run_pools(group, root, jobs, on_done, gpus, deadline, start_method,
+                              cell_options, usage_errors)
+    return results
+
+
+def _run_pools(pending: list[RunConfig], root: Path | str, jobs: int, on_done: OnDone,
+               gpus, deadline: float | None, start_method: str, cell_options: dict | None,
+               usage_errors: bool) -> list[CellResult]:
+    """run_local for one defense's cells (a new pool, again after a worker died)."""
     results: list[CellResult] = []
     attempts: dict[str, int] = {}
     for variable in THREAD_VARIABLES:  # inherited by the spawned workers
