@@ -10,9 +10,10 @@ runs everywhere; each process keeps the rows meant for it):
            the defense and updates its model (its own momentum and defense state);
   gather   every T steps (n_ps > 1), servers contribute their model again and each correct
            server takes the gather rule of the n_ps models.
-A Byzantine server contributes the server attack crafted from the correct models of the
-exchange before (an all_gather cannot tell recipients apart: an equivocating attack's
-first model goes to everyone); a silent one's rows are dropped by the receivers. All
+A Byzantine server crafts the server attack from the correct models of the exchange
+before and sends each recipient its own model with a scatter right after the all_gather
+(so an equivocating attack tells different recipients different things, as in the
+simulation); a silent one sends nothing. All
 workers are honest here; the defense is still told f. Workers draw their batches from the
 simulation's sampler and send what its honest workers send, so a deployment follows the
 simulation of the same config with attack `none` (up to floating-point summation order:
@@ -133,20 +134,43 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         dist.all_gather(rows, vector.contiguous())
         return torch.stack(rows)
 
-    def server_contribution():
-        if is_correct:
-            return server.theta
-        if is_server and server_attack.sends_models:
-            sent = server_attack(last_correct, 1)
-            return sent[rank - correct] if sent.dim() == 2 else sent[rank - correct, 0]
-        return torch.zeros(d)
+    def byzantine_rows(pull: bool, index: int | None) -> list[torch.Tensor]:
+        """What each Byzantine server sends this process (recipient `index` of a pull's
+        workers or a gather's correct servers, None if it is not one): one scatter from
+        each Byzantine server."""
+        recipients = config.n if pull else correct
+        sent = server_attack(last_correct, recipients) if not is_correct and is_server else None
+        received = []
+        for byzantine in range(correct, servers):
+            mine, scattered = torch.empty(d), None
+            if rank == byzantine:
+                own = sent[byzantine - correct]
+                rows = [own] * recipients if own.dim() == 1 else list(own)
+                scattered = [torch.zeros(d)] * world
+                for recipient in range(world):
+                    position = recipient_index(recipient, pull)
+                    if position is not None:
+                        scattered[recipient] = rows[position].contiguous()
+            dist.scatter(mine, scattered, src=byzantine)
+            received.append(mine)
+        return received if index is not None else []
 
-    def models_received(rows):
+    def recipient_index(process: int, pull: bool) -> int | None:
+        if pull:  # the workers
+            return process - servers if process >= servers else None
+        return process if process < correct else None  # the correct servers
+
+    def models_received(pull: bool):
+        """The models this process gets in a pull (sent to the workers) or a gather (to the
+        correct servers): the correct servers' and the Byzantine ones'."""
         nonlocal last_correct
-        last_correct = rows[:correct]
-        return rows[:servers] if server_attack.sends_models else rows[:correct]
+        rows = exchange(server.theta if is_correct else torch.zeros(d))[:correct]
+        index = recipient_index(rank, pull)
+        byzantine = byzantine_rows(pull, index) if server_attack.sends_models else []
+        last_correct = rows
+        return torch.stack([*rows, *byzantine]) if byzantine else rows
 
-    started = None
+    started, first_pull = None, None
     for step in range(config.steps):
         if fault is not None and fault.rank == rank and fault.step == step:
             if fault.kind == "kill":
@@ -154,10 +178,12 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
             time.sleep(10 ** 6)
         if step == warmup:
             started = time.perf_counter()
-        models = models_received(exchange(server_contribution()))
+        models = models_received(pull=True)
         submission = torch.zeros(d)
         if not is_server:
             model = models[0] if servers == 1 else pull_rule(models)[0]
+            if first_pull is None:
+                first_pull = model.clone()
             index = sampler.next_batches(config.n)[rank - servers]
             gradient, _ = functions.worker_gradients(
                 model, data.train_inputs[index][None], data.train_targets[index][None],
@@ -169,7 +195,7 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         if is_correct:
             server.apply_update(server.defense(rows)[0], config.lr_at(step))
         if servers > 1 and (step + 1) % config.gather_every == 0:
-            models = models_received(exchange(server_contribution()))
+            models = models_received(pull=False)
             if is_correct:
                 server.theta = gather_rule(models)[0]
         reports.put(("step", rank, step))
@@ -178,7 +204,8 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
     if rank == 0:
         accuracy, _ = functions.evaluate(server.theta, data.test_inputs, data.test_targets)
         parameters = server.theta.clone()
-    reports.put(("done", rank, (config.steps - warmup, seconds, accuracy, parameters)))
+    reports.put(("done", rank, (config.steps - warmup, seconds, accuracy, parameters,
+                                first_pull)))
 
 
 def _failure(config, processes, failed, progress, errors) -> str:
@@ -273,7 +300,8 @@ def run(config: RunConfig, warmup: int = 2, timeout: float = 60.0,
                 process.kill()
         for process in processes:
             process.join(timeout=10)
-    steps, seconds, accuracy, parameters = results[0]
+    steps, seconds, accuracy, parameters, _ = results[0]
     return {"processes": world, "steps_timed": steps, "seconds": seconds,
             "steps_per_second": steps / seconds if seconds > 0 else float("nan"),
-            "accuracy": accuracy, "parameters": parameters}
+            "accuracy": accuracy, "parameters": parameters,
+            "first_pulls": torch.stack([results[rank][4] for rank in range(config.servers, world)])}

@@ -72,3 +72,17 @@ def test_the_deployment_follows_the_simulation_of_the_same_config(extra):
         assert torch.equal(deployed, simulation.theta)
     else:
         assert (deployed - simulation.theta).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("attack, equivocates", [("equivocation", True),
+                                                 ("model-little", False)])
+def test_a_byzantine_server_sends_each_worker_its_own_model(attack, equivocates):
+    """`equivocation` sends the even-numbered recipients mean + push and the odd ones
+    mean - push; with the average as pull rule, the workers' first pulled models then
+    differ by parity and agree within it. A non-equivocating attack sends all the same."""
+    config = make_config(task="digits", defense="median", n=4, f=1, steps=2, servers=3,
+                         byzantine_servers=1, server_attack=attack, pull_rule="average")
+    pulls = deploy.run(config, warmup=0, timeout=60)["first_pulls"]
+    assert pulls.shape[0] == 4
+    assert torch.equal(pulls[0], pulls[2]) and torch.equal(pulls[1], pulls[3])
+    assert torch.equal(pulls[0], pulls[1]) is not equivocates

@@ -80,6 +80,7 @@ def main(args) -> int:
             print(f"error: {name}: {error}")
             return 1
         results[name].pop("parameters")
+        results[name].pop("first_pulls")
         results[name]["servers"] = config.servers
         results[name]["workers"] = config.n
     if args.json:
