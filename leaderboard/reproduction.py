@@ -156,7 +156,8 @@ def _within_worker_runs(analysis: Analysis) -> str:
     return f"{lowered} of {total} configurations ({attacks})"
 
 
-def markdown(analysis: Analysis, command: str) -> str:
+def markdown(analysis: Analysis, command: str, figures: list[tuple[str, str]] = ()) -> str:
+    """The page; `figures`: (title, path relative to the page) of the accuracy curves."""
     t = analysis.threshold
     attacked, recovered = len(analysis.attacked), len(analysis.recovered)
     complete = sum(c.complete for c in analysis.configurations)
@@ -200,4 +201,11 @@ def markdown(analysis: Analysis, command: str) -> str:
         tabulate(_configuration_rows(analysis), headers=HEADERS, tablefmt="github",
                  disable_numparse=True) if analysis.configurations else "_No results yet._", "",
     ]
+    if figures:
+        lines += ["## Accuracy curves", "",
+                  "Test accuracy over the steps, mean ± sd over the seeds present: momentum at "
+                  "the update, at the workers, and the unattacked baseline, one panel per "
+                  "(rule, attack).", ""]
+        for title, path in figures:
+            lines += [f"### {title}", "", f"![{title}]({path})", ""]
     return "\n".join(lines)

@@ -105,3 +105,26 @@ def test_reproduce_writes_the_same_bytes_and_checks_them(paperlike, tmp_path, mo
     assert cli_main([*args, "--check"]) == 1
     assert cli_main([*args, "--threshold", "0"]) == 2
     assert "--threshold must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_reproduce_draws_one_figure_per_setting_the_page_names(paperlike, tmp_path,
+                                                                monkeypatch, capsys):
+    profile, root, folder = paperlike
+    monkeypatch.setattr(matrix, "PROFILE_DIR", folder)
+    out = tmp_path / "docs" / "reproduction.md"
+    args = ["reproduce", "--results", str(root), "--profile", "paperlike", "--out", str(out)]
+    assert cli_main(args) == 0
+    figures = sorted((tmp_path / "docs" / "reproduction").glob("*.png"))
+    assert figures
+    text = out.read_text()
+    assert "## Accuracy curves" in text
+    for figure in figures:
+        assert f"](reproduction/{figure.name})" in text
+    first = [figure.read_bytes() for figure in figures]
+    (tmp_path / "docs" / "reproduction" / "stale.png").write_bytes(b"old")
+    assert cli_main(args) == 0
+    assert sorted((tmp_path / "docs" / "reproduction").glob("*.png")) == figures  # stale gone
+    assert [figure.read_bytes() for figure in figures] == first  # same results, same bytes
+    figures[0].unlink()
+    assert cli_main([*args, "--check"]) == 1
+    assert f"{figures[0].name} is missing" in capsys.readouterr().out

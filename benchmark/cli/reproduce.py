@@ -44,9 +44,16 @@ def main(args) -> int:
     profile = matrix.load_profile(args.profile)
     collection = collect.collect(results, profile)
     analysis = reproduction.analyse(collection.sound, threshold)
-    text = reproduction.markdown(analysis, COMMAND)
     out = Path(args.out)
+    figures_folder = out.with_suffix("")
+    figures = [(title, f"{figures_folder.name}/{name}") for title, name
+               in _figures(collection.sound, figures_folder, args.check)]
+    text = reproduction.markdown(analysis, COMMAND, figures)
     if args.check:
+        missing = [path for _, path in figures if not (out.parent / path).is_file()]
+        if missing:
+            print(f"{out.parent / missing[0]} is missing: regenerate with `{COMMAND}`")
+            return 1
         if not out.exists() or out.read_text() != text:
             print(f"{out} is not what `{COMMAND}` gives from {results}/: regenerate it")
             return 1
@@ -60,3 +67,13 @@ def main(args) -> int:
           + (f"{len(analysis.recovered)} of {len(analysis.attacked)} ({share:.0%})"
              if share is not None else "none yet (no attack costs that much)"))
     return 0
+
+
+def _figures(results, folder: Path, check: bool) -> list[tuple[str, str]]:
+    """Draws the figures into `folder`; with `check` only names them (PNG bytes depend on
+    the matplotlib version, so the check compares the page, which names them)."""
+    from leaderboard import reproduction_plots
+
+    if check:
+        return reproduction_plots.plan(results)
+    return reproduction_plots.write(results, folder)
