@@ -183,7 +183,7 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         if not is_server:
             model = models[0] if servers == 1 else pull_rule(models)[0]
             if first_pull is None:
-                first_pull = model.clone()
+                first_pull = model.numpy().copy()  # by value: the process may exit first
             index = sampler.next_batches(config.n)[rank - servers]
             gradient, _ = functions.worker_gradients(
                 model, data.train_inputs[index][None], data.train_targets[index][None],
@@ -203,7 +203,7 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
     accuracy = parameters = None
     if rank == 0:
         accuracy, _ = functions.evaluate(server.theta, data.test_inputs, data.test_targets)
-        parameters = server.theta.clone()
+        parameters = server.theta.numpy().copy()  # by value, not a shared-memory handle
     reports.put(("done", rank, (config.steps - warmup, seconds, accuracy, parameters,
                                 first_pull)))
 
@@ -301,7 +301,9 @@ def run(config: RunConfig, warmup: int = 2, timeout: float = 60.0,
         for process in processes:
             process.join(timeout=10)
     steps, seconds, accuracy, parameters, _ = results[0]
+    parameters = torch.from_numpy(parameters) if parameters is not None else None
     return {"processes": world, "steps_timed": steps, "seconds": seconds,
             "steps_per_second": steps / seconds if seconds > 0 else float("nan"),
             "accuracy": accuracy, "parameters": parameters,
-            "first_pulls": torch.stack([results[rank][4] for rank in range(config.servers, world)])}
+            "first_pulls": torch.stack([torch.from_numpy(results[rank][4])
+                                        for rank in range(config.servers, world)])}
