@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark import registry
+from benchmark.config import PLACEMENTS
 from benchmark.metrics import StepMetrics, condition_held, variance_norm_ratio
 from leaderboard import collect, scores
 
@@ -134,3 +135,167 @@ def test_little_sends_the_mean_minus_its_factor_times_the_coordinate_std(generat
     raised = spec.attack(honest, 2, never_called, **{**options, "negative": False, "factor": 2.0})
     assert torch.allclose(raised, (mean + 2.0 * std).expand(2, -1))
     assert (raised > mean).all()
+
+
+# --- the order of the tables, their titles ----------------------------------------------
+# Mutations killed (mutmut on leaderboard/scores.py): grid values, placement or f left out
+# of the order or compared as text, the placements' order replaced by their names', a
+# placement outside PLACEMENTS not put last (or raising); the grid values, the f and n, or
+# the trusted-server-data mark dropped from a title.
+
+def labelled(defense, accuracy, seed=1, status="ok", share=None, **label):
+    """A synthetic result with the label `label` (task, momentum_at, f, grid values)."""
+    label = {"task": "t", "momentum_at": "worker", "f": 2, **label}
+    label.update(defense=defense, attack=label.pop("attack", "x"), seed=seed, n=51)
+    record = {"status": status, "config": {"defense": defense, "task": label["task"],
+                                           "n": 51, "steps": 20},
+              "summary": {} if share is None else {"condition_share": share}}
+    folder = Path("/r", *(f"{key}={value}" for key, value in label.items()))
+    return collect.Result(folder, record, label, [(0, 0.1), (18, accuracy), (20, accuracy)])
+
+
+def test_tables_are_ordered_by_task_grid_value_placement_then_f_as_numbers():
+    # the order wanted: placements as in PLACEMENTS (not by name), f as a number (5 < 12,
+    # though "12" < "5"), a placement the benchmark does not know last
+    placements = [*PLACEMENTS, "elsewhere"]
+    assert sorted(PLACEMENTS) != list(PLACEMENTS)
+    wanted = [(("task", task), ("lr", lr), ("momentum_at", placement), ("f", f))
+              for task in ("a", "b") for lr in (0.1, 0.2) for placement in placements
+              for f in (5, 12)]
+    results = [labelled("rule", 0.5, task=task, lr=lr, momentum_at=placement, f=f)
+               for (_, task), (_, lr), (_, placement), (_, f) in reversed(wanted)]
+    built = scores.build(results, server_data=lambda defense: False)
+    assert [dict(table.setting) for table in built.tables] == [dict(s) for s in wanted]
+    assert [dict(summary.group) for summary in built.summaries] == \
+        [{key: value for key, value in setting if key != "f"} for setting in wanted[::2]]
+    assert all(summary.settings == 2 for summary in built.summaries)
+
+
+def test_titles_name_the_setting_its_grid_values_and_the_server_data_section():
+    results = [labelled(defense, 0.5, seed=seed, lr=0.1, batch=8)
+               for defense in ("plain", "trusting") for seed in SEEDS]
+    built = scores.build(results, server_data=lambda defense: defense == "trusting")
+    (table,), (summary,) = built.tables, built.summaries
+    assert table.title() == "t · momentum at worker · f = 2 of n = 51 · lr = 0.1 · batch = 8"
+    assert summary.title() == "t · momentum at worker · lr = 0.1 · batch = 8"
+    (apart,), (apart_summary,) = built.server_data.tables, built.server_data.summaries
+    assert apart.server_data and apart_summary.server_data
+    assert apart.title() == table.title() + " · trusted server data"
+    assert apart_summary.title() == summary.title() + " · trusted server data"
+    assert [row.defense for row in apart.rows] == ["trusting"]
+
+
+# --- the condition column and a defense without attacked runs ---------------------------
+# Mutations killed: the runs' condition shares not read (or their sum multiplied by their
+# count instead of divided), a share where no run reports one; a defense run only without
+# attack given an empty worst case ("") or no per-seed dict.
+
+def test_the_condition_column_is_the_mean_share_over_the_settings_runs():
+    results = [labelled("rule", 0.5, seed=seed, attack=attack, share=share)
+               for (seed, attack), share in zip(
+                   [(s, a) for a in ("x", "y") for s in SEEDS], [0.2, 0.4, 0.9, 0.1, 0.0, 0.8])]
+    results += [labelled("silent", 0.5, seed=seed) for seed in SEEDS]
+    (table,) = scores.build(results, server_data=lambda defense: False).tables
+    rows = {row.defense: row for row in table.rows}
+    assert rows["rule"].condition_share == pytest.approx(2.4 / 6)
+    assert rows["silent"].condition_share is None
+
+
+def test_a_defense_with_only_clean_runs_is_listed_unranked_and_has_no_worst_case():
+    results = [labelled("clean-only", 0.9, seed=seed, attack="none") for seed in SEEDS]
+    results += [labelled("attacked", 0.5 + 0.01 * seed, seed=seed) for seed in SEEDS]
+    results += [labelled("attacked", 0.9, seed=seed, attack="none") for seed in SEEDS]
+    built = scores.build(results, server_data=lambda defense: False)
+    (table,), (summary,) = built.tables, built.summaries
+    assert [row.defense for row in table.rows] == ["attacked", "clean-only"]
+    row = table.rows[1]
+    assert (row.rank, row.worst, row.worst_attack, row.attacks) == (None, None, None, {})
+    assert row.per_seed == {}
+    assert row.clean.mean == pytest.approx(0.9)
+    assert table.rows[0].rank == 1
+    assert {r.defense: (r.rank, r.covered) for r in summary.rows} == \
+        {"attacked": (1, 1), "clean-only": (None, 0)}
+    # a setting where no defense was attacked: a table with no ranks, and no gain
+    alone = scores.build([labelled("clean-only", 0.9, seed=seed, attack="none", f=4)
+                          for seed in SEEDS], server_data=lambda defense: False)
+    (table,) = alone.tables
+    assert [(row.defense, row.rank, row.worst, row.gain) for row in table.rows] == \
+        [("clean-only", None, None, None)]
+
+
+# --- run accuracy without evaluations in the last tenth ---------------------------------
+# Mutations killed: a run without evaluations scoring 1; the fallback taking another
+# evaluation than the last (or failing).
+
+def test_a_run_whose_evaluations_stop_early_scores_its_last_one():
+    early = labelled("rule", None)
+    early.record["config"]["steps"] = 100
+    early.evaluation_rows = [(0, 0.1), (10, 0.3), (20, 0.6)]   # none in steps 90..100
+    assert scores.run_accuracy(early) == 0.6
+    empty = labelled("rule", None)
+    empty.evaluation_rows = []
+    assert scores.run_accuracy(empty) == 0.0
+
+
+# --- baselines, the server-data board, gains, the order of the summaries ----------------
+# Mutations killed: the baseline runs dropped, mixed up across settings, or ending the
+# reading of the results; the rules with server data kept in (or baselines kept out of)
+# either board; the gain read when only one placement ran; summary rows sorted by name
+# among equal ranks, or their number of settings dropped.
+
+BASELINE = collect.BASELINE_ATTACK
+
+
+def test_each_table_has_the_baseline_of_its_task_and_f_whatever_the_placement():
+    results = [labelled("mean", value, seed=seed, attack=BASELINE, f=2)
+               for seed, value in zip(SEEDS, (0.9, 0.8, 0.95))]
+    results += [labelled("mean", 0.5, seed=seed, attack=BASELINE, f=4) for seed in SEEDS]
+    results += [labelled(defense, 0.6, seed=seed, momentum_at=placement, f=f)
+                for defense in ("plain", "trusting") for placement in ("update", "worker")
+                for f in (2, 4, 6) for seed in SEEDS]
+    built = scores.build(results, server_data=lambda defense: defense == "trusting")
+    for board in (built, built.server_data):
+        assert len(board.tables) == 6
+        for table in board.tables:
+            assert table.n == 51
+            if table.values["f"] == 2:
+                assert table.baseline.mean == pytest.approx((0.9 + 0.8 + 0.95) / 3)
+                assert table.baseline.k == 3
+            elif table.values["f"] == 4:
+                assert (table.baseline.mean, table.baseline.k) == (0.5, 3)
+            else:
+                assert table.baseline is None
+    assert {row.defense for t in built.tables for row in t.rows} == {"plain"}
+    assert {row.defense for t in built.server_data.tables for row in t.rows} == {"trusting"}
+    assert built.server_data.server_data is None
+
+
+def test_the_gain_is_worker_minus_update_and_none_with_one_placement():
+    results = [labelled("both", value, seed=seed, momentum_at=placement)
+               for placement, value in (("update", 0.5), ("worker", 0.75)) for seed in SEEDS]
+    results += [labelled("update-only", 0.5, seed=seed, momentum_at="update") for seed in SEEDS]
+    results += [labelled("worker-only", 0.5, seed=seed, momentum_at="worker") for seed in SEEDS]
+    built = scores.build(results, server_data=lambda defense: False)
+    expected = {"both": 0.25, "update-only": None, "worker-only": None}
+    assert [table.placement for table in built.tables] == ["update", "worker"]
+    for table in built.tables:
+        placed = {row.defense for row in table.rows}
+        assert placed == {"both", f"{table.placement}-only"}
+        assert {row.defense: row.gain for row in table.rows} == \
+            {defense: expected[defense] for defense in placed}
+    for summary in built.summaries:
+        assert {row.defense: row.gain for row in summary.rows} == \
+            {defense: expected[defense] for defense in {row.defense for row in summary.rows}}
+
+
+def test_summary_rows_with_the_same_rank_are_listed_by_decreasing_score():
+    # within seed noise of each other (one rank), "zeta" has the higher mean
+    values = {"alpha": (0.80, 0.90, 0.70), "zeta": (0.92, 0.85, 0.75)}
+    results = [labelled(defense, value, seed=seed, f=f) for f in (2, 4)
+               for defense, by_seed in values.items() for seed, value in zip(SEEDS, by_seed)]
+    built = scores.build(results, server_data=lambda defense: False)
+    (summary,) = built.summaries
+    assert summary.settings == 2
+    assert [(row.defense, row.rank) for row in summary.rows] == [("zeta", 1), ("alpha", 1)]
+    for table in built.tables:
+        assert [(row.defense, row.rank) for row in table.rows] == [("zeta", 1), ("alpha", 1)]
