@@ -126,11 +126,10 @@ def _accepted(kinds: tuple) -> tuple[tuple, bool]:
     """(the classes a value of one of `kinds` may be an instance of, whether a bool is
     refused). Not coerced: an int is a valid float (a profile's `l2 = 0`, `--set lr=1`)
     and keeps the hash it always had; a bool is no number."""
-    classes = [typing.get_origin(kind) or kind for kind in kinds]
-    numbers = [kind for kind in classes if kind in (int, float)]
-    accepted = {int, float} if float in classes else set()
-    accepted |= set(classes)
-    return tuple(accepted), bool(numbers) and bool not in classes
+    classes = {typing.get_origin(kind) or kind for kind in kinds}
+    if float in classes:
+        classes.add(int)
+    return tuple(classes), bool(classes & {int, float}) and bool not in classes
 
 
 _ACCEPTED = {name: _accepted(kinds) for name, kinds in _KINDS.items()}  # checked per config

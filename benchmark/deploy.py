@@ -134,10 +134,10 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         dist.all_gather(rows, vector.contiguous())
         return torch.stack(rows)
 
-    def byzantine_rows(pull: bool, index: int | None) -> list[torch.Tensor]:
-        """What each Byzantine server sends this process (recipient `index` of a pull's
-        workers or a gather's correct servers, None if it is not one): one scatter from
-        each Byzantine server."""
+    def byzantine_rows(pull: bool) -> list[torch.Tensor]:
+        """What each Byzantine server sends this process in a pull (to the workers) or a
+        gather (to the correct servers): one scatter from each Byzantine server, which
+        every process joins; [] for a process that is not a recipient."""
         recipients = config.n if pull else correct
         sent = server_attack(last_correct, recipients) if not is_correct and is_server else None
         received = []
@@ -153,7 +153,7 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
                         scattered[recipient] = rows[position].contiguous()
             dist.scatter(mine, scattered, src=byzantine)
             received.append(mine)
-        return received if index is not None else []
+        return received if recipient_index(rank, pull) is not None else []
 
     def recipient_index(process: int, pull: bool) -> int | None:
         if pull:  # the workers
@@ -165,8 +165,7 @@ def _protocol(rank, world, config, warmup, fault, reports, dist) -> None:
         correct servers): the correct servers' and the Byzantine ones'."""
         nonlocal last_correct
         rows = exchange(server.theta if is_correct else torch.zeros(d))[:correct]
-        index = recipient_index(rank, pull)
-        byzantine = byzantine_rows(pull, index) if server_attack.sends_models else []
+        byzantine = byzantine_rows(pull) if server_attack.sends_models else []
         last_correct = rows
         return torch.stack([*rows, *byzantine]) if byzantine else rows
 
