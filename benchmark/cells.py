@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, engine, plugins, store
+from .isolated_defense import wanted
 from .api import UsageError
 from .config import RunConfig
 from .processes import single_thread  # noqa: F401 (cli/profile_step imports it from here)
@@ -48,7 +49,8 @@ def publish_cell(temp: Path, final: Path, record: dict | None = None) -> None:
 
 
 def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
-             require_checkpoint: bool = False, keep_checkpoint: bool = False) -> CellResult:
+             require_checkpoint: bool = False, keep_checkpoint: bool = False,
+             stream_key: bytes | None = None) -> CellResult:
     """Runs one cell and publishes its folder. Skips it if already complete (resume).
 
     With `resume`, a run interrupted after a checkpoint (config.checkpoint_every)
@@ -57,9 +59,15 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     refused with UsageError when `require_checkpoint` (nothing to resume is an error too).
     `keep_checkpoint` leaves the final state in the result folder (`checkpoint.pt`).
 
+    `stream_key` keys the shuffle's and the defense's random streams (engine.keyed_seed):
+    `verify --keyed`'s trusted re-run, into a scratch folder; it neither resumes nor saves
+    checkpoints, which a later run of the same config could take for its own.
+
     Raises UsageError for invalid parameters (a defense's or attack's check), before
     anything is written. Any other error inside the run becomes a `failed` cell.
     """
+    if stream_key is not None and (resume or require_checkpoint or keep_checkpoint):
+        raise ValueError("a keyed re-run starts from step 0 and keeps no checkpoint")
     done = completed(config, root) if resume else None
     if done:
         return done
@@ -73,7 +81,8 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     metric_rows, eval_rows = [], []
     with plugins.noting_ctrl_c():
         try:
-            simulation = engine.Simulation(config)
+            simulation = engine.Simulation(config, isolate_defense=wanted(config.device),
+                                           stream_key=stream_key)
             if saved:
                 simulation.load_state_dict(saved["simulation"])
         except UsageError:
@@ -108,7 +117,8 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
                 outcome = engine.Outcome(
                     "failed", f"setup raised {type(setup_error).__name__}: {setup_error}")
             else:
-                outcome = engine.run(config, on_step, on_eval, simulation, on_checkpoint)
+                outcome = engine.run(config, on_step, on_eval, simulation,
+                                     on_checkpoint if stream_key is None else None)
                 if keep_checkpoint:
                     seconds = previous_seconds + time.monotonic() - clock
                     checkpoint.write_atomic(temp / checkpoint.KEPT_NAME, checkpoint.payload(
@@ -123,6 +133,8 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
         finally:
             metrics_log.close()
             eval_log.close()
+            if simulation is not None:
+                simulation.close()
     strays = _remove_strays(temp)
     if strays:
         outcome = engine.Outcome("failed", f"a plugin wrote into the cell's folder ({strays}); "

@@ -25,6 +25,8 @@ and computes its own update each step, before the attack (benchmark.stages.root)
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import math
 import random
 import statistics
@@ -62,6 +64,16 @@ def stream_seed(seed: int, stream: str, index: int = 0) -> int:
             + index * 1_000_000_007) % (2 ** 63)
 
 
+KEYED_STREAMS = ("shuffle", "defense", "servers")  # what a defense could use to find the rows
+
+
+def keyed_seed(key: bytes, seed: int, stream: str, index: int = 0) -> int:
+    """stream_seed for a trusted re-run: the stream's seed under a secret key (HMAC-SHA-256),
+    which nothing the defense's process holds can invert or predict."""
+    digest = hmac.new(key, f"{seed}/{stream}/{index}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % (2 ** 63)
+
+
 @functools.lru_cache(maxsize=4)
 def load_task_data(task: str, data_dir: str | None) -> TaskData:
     return registry.lookup("task", task).spec.load(data_dir)
@@ -92,7 +104,12 @@ class Simulation:
     _apply_update, which tests replace on an instance; `instrument` wraps the stages) forward to
     the stages."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, isolate_defense: bool = False,
+                 stream_key: bytes | None = None):
+        """`isolate_defense`: each defense in a process of its own (benchmark.isolated_defense).
+        `stream_key`: the shuffle's and the defenses' streams keyed by this secret
+        (keyed_seed), for a trusted re-run (`verify --keyed`); the run then differs from the
+        stored one as another seed would."""
         self.config = config
         self.device = torch.device(config.device)
         task = registry.lookup("task", config.task).spec
@@ -101,13 +118,27 @@ class Simulation:
         self.functions = ModelFunctions(task.model().to(self.device), task.loss, config.gradients)
 
         def generator(stream, index=0):
+            keyed = stream_key is not None and stream in KEYED_STREAMS
             return torch.Generator(device="cpu").manual_seed(
-                stream_seed(config.seed, stream, index))
+                keyed_seed(stream_key, config.seed, stream, index) if keyed
+                else stream_seed(config.seed, stream, index))
 
+        deadline = (None if config.time_budget is None
+                     else time.monotonic() + config.time_budget)
+
+        def defense(generator):
+            if not isolate_defense:
+                return BoundDefense(config.defense, config.f, generator)
+            from .isolated_defense import IsolatedDefense
+            isolated = IsolatedDefense(config.defense, config.f, generator, deadline)
+            self.isolated.append(isolated)
+            return isolated
+
+        self.isolated = []  # the defenses running in processes of their own (close())
         self.channel = Channel(generator("shuffle"), self.device)
         self.server = Server(config, self.functions.initial_parameters(),
-                             BoundDefense(config.defense, config.f, generator("defense")),
-                             self.device)
+                             defense(generator("defense")), self.device)
+        self._link(self.channel, self.server.defense)
         self.adversary = Adversary(BoundAttack(config.attack, config.byzantine,
                                                generator("attack")))
         rows = check_pair(self.defense, self.attack, config.participants or config.n)
@@ -121,11 +152,21 @@ class Simulation:
         self.metrics = StepMetrics(config.metrics, config.momentum, config.past_window,
                                    self.defense.upper_bound(rows, self.functions.dimension))
         self.step_index = 0
-        self.replicas = self._replicate(generator) if config.servers > 1 else None
+        self.replicas = self._replicate(generator, defense) if config.servers > 1 else None
         self.participation = None if config.participants is None else Participation(
             config.n, config.participants, generator("participation"))
 
-    def _replicate(self, generator) -> ReplicatedServers:
+    @staticmethod
+    def _link(channel: Channel, defense) -> None:
+        """An isolated defense's input is built in the memory its process shares."""
+        channel.allocate = getattr(defense, "input_buffer", None)
+
+    def close(self) -> None:
+        """Ends the processes of isolated defenses (a no-op for in-process ones)."""
+        for isolated in self.isolated:
+            isolated.close()
+
+    def _replicate(self, generator, defense) -> ReplicatedServers:
         """The correct servers beside the first (each with its own defense state, generators
         and channel), and the Byzantine servers' attack given to the adversary."""
         config = self.config
@@ -133,9 +174,10 @@ class Simulation:
             config.server_attack, config.byzantine_servers, generator("server_attack"))
         servers, channels = [self.server], [self.channel]
         for index in range(1, config.servers - self.adversary.server_attack.f):
-            defense = BoundDefense(config.defense, config.f, generator("servers", 2 * index))
-            servers.append(Server(config, self.server.theta0.clone(), defense, self.device))
+            servers.append(Server(config, self.server.theta0.clone(),
+                                  defense(generator("servers", 2 * index)), self.device))
             channels.append(Channel(generator("servers", 2 * index + 1), self.device))
+            self._link(channels[-1], servers[-1].defense)
         return ReplicatedServers(config, servers, channels, self.adversary,
                                  (generator("model_rules", 0), generator("model_rules", 1)))
 

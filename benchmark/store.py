@@ -335,7 +335,11 @@ def load_metrics(folder: Path | str) -> pd.DataFrame:
 
 
 def load_eval(folder: Path | str) -> pd.DataFrame:
-    return pd.read_csv(Path(folder) / "eval.csv")
+    """The evaluations; none (with their columns) for a run that failed before its first."""
+    path = Path(folder) / "eval.csv"
+    if path.stat().st_size == 0:
+        return pd.DataFrame(columns=["step", "accuracy", "loss"])
+    return pd.read_csv(path)
 
 
 def load_trace(folder: Path | str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import signal
 import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
+KEEP: set[int] = set()  # children that outlive cells (the defense host template)
 
 
 def adopt_orphans() -> bool:
@@ -53,7 +54,7 @@ def kill_leftovers(rounds: int = 20) -> int:
     it repeats until none is left or `rounds` pass) and reaps them; returns how many."""
     killed = 0
     for _ in range(rounds):
-        pids = children()
+        pids = [pid for pid in children() if pid not in KEEP]
         if not pids:
             break
         for pid in pids:

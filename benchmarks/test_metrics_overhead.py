@@ -20,54 +20,18 @@ import time
 import pytest
 import torch
 
-from benchmark import registry
-from benchmark.api import UsageError
 from benchmark.config import make_config
-from benchmark.engine import Simulation, load_task_data
+from benchmark.engine import Simulation
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
 TIMER = time.perf_counter if DEVICE.startswith("cuda") else time.thread_time
 ROUNDS = 5 if QUICK else 40
-PAPER_SHAPE = dict(n=51, f=24, batch_size=83, momentum=0.9, past_window=150, clip=2.0)
-SYNTHETIC_TASK = '''
-import torch
-from benchmark.api import Task, TaskData
-
-def load(data_dir=None):
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.rand(10_000, 784, generator=generator)
-    targets = torch.randint(0, 10, (10_000,), generator=generator)
-    return TaskData(inputs, targets, inputs[:1000], targets[:1000], num_classes=10)
-
-def model():
-    return torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(),
-                               torch.nn.Linear(100, 10))
-
-task = Task(name="mnist-shape", load=load, model=model, defaults={"lr": 0.5})
-'''
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    if QUICK:
-        yield dict(task="digits")
-    else:
-        try:
-            load_task_data("fashion-mnist", None)
-            yield dict(task="fashion-mnist", **PAPER_SHAPE)
-        except UsageError:
-            folder = tmp_path_factory.mktemp("plugins")
-            (folder / "tasks").mkdir()
-            (folder / "tasks" / "mnist_shape.py").write_text(SYNTHETIC_TASK)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv(registry.PLUGIN_PATH_VARIABLE, str(folder))
-                registry.discover.cache_clear()
-                yield dict(task="mnist-shape", **PAPER_SHAPE)
-            registry.discover.cache_clear()
-    torch.set_num_threads(threads)
+def settings(paper_shape):
+    return dict(task="digits") if QUICK else paper_shape
 
 
 def synchronised(step):

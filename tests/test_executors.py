@@ -12,6 +12,7 @@ import pytest
 from benchmark import checkpoint, executors, store
 from benchmark.cells import run_cell
 from benchmark.config import make_config
+from benchmark.isolated_defense import IN_PROCESS_VARIABLE
 from tests.conftest import REPO
 from tests.plugin_fixtures import write_plugin
 
@@ -54,6 +55,7 @@ def configs(plugin_dir, tmp_path):
 @pytest.mark.parametrize("executor", ["local", "dask"])
 def test_lost_worker_is_retried_and_a_stuck_cell_is_killed(executor, plugin_dir, tmp_path,
                                                            monkeypatch):
+    monkeypatch.setenv(IN_PROCESS_VARIABLE, "1")  # the crashing defense takes its worker down
     cells = configs(plugin_dir, tmp_path)
     monkeypatch.setattr(executors, "hard_limit",
                         lambda config: 8.0 if config.defense == "stuck" else 600.0)
@@ -170,7 +172,9 @@ defense = Defense(name="crashlater", aggregate=crash_at_step_3)
 
 
 @pytest.mark.slow
-def test_a_dask_cell_whose_worker_dies_resumes_from_its_checkpoint(plugin_dir, tmp_path):
+def test_a_dask_cell_whose_worker_dies_resumes_from_its_checkpoint(plugin_dir, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv(IN_PROCESS_VARIABLE, "1")  # the crashing defense takes its worker down
     write_plugin(plugin_dir, "defenses", "crashlater",
                  CRASH_AFTER_A_CHECKPOINT.format(mark=str(tmp_path / "mark")))
     config = make_config(defense="crashlater", attack="none", steps=6, eval_every=2,

@@ -13,6 +13,7 @@ from benchmark import executors, store
 from benchmark.cells import run_cell
 from benchmark.cli import main
 from benchmark.config import make_config
+from benchmark.isolated_defense import IN_PROCESS_VARIABLE
 from tests.conftest import REPO
 from tests.plugin_fixtures import write_plugin
 from tests.test_hostile_input import RUN_ONE
@@ -102,8 +103,16 @@ SIGINT_IGNORED = pytest.mark.skipif(
            "can reach it")
 
 
+@pytest.fixture
+def in_process(monkeypatch):
+    """The defense in the run's process (--in-process-defense), where a SIGINT that arrives
+    while it runs may be the user's Ctrl-C; in a process of its own (the default) the
+    defense is in a session of its own, which the terminal's Ctrl-C does not reach."""
+    monkeypatch.setenv(IN_PROCESS_VARIABLE, "1")
+
+
 @SIGINT_IGNORED
-def test_a_ctrl_c_inside_a_plugin_still_stops_the_run(plugin_dir, tmp_path):
+def test_a_ctrl_c_inside_a_plugin_still_stops_the_run(plugin_dir, tmp_path, in_process):
     """SIGINT (what Ctrl-C sends) arriving while the defense runs is the user's: it
     propagates, and nothing is stored."""
     write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
@@ -114,7 +123,7 @@ def test_a_ctrl_c_inside_a_plugin_still_stops_the_run(plugin_dir, tmp_path):
 
 
 def test_under_a_program_sigint_handler_a_plugin_interrupt_fails_its_cell_and_ctrl_c_reaches_it(
-        plugin_dir, tmp_path):
+        plugin_dir, tmp_path, in_process):
     """A program (or a library it loaded) with its own SIGINT handler: the plugin's own
     KeyboardInterrupt still fails only its cell, and a real SIGINT is handed to that
     handler, which is in place again afterwards."""
@@ -196,7 +205,14 @@ def test_a_defense_that_ends_its_process_fails_the_cell_command(plugin_dir, tmp_
     write_defense(plugin_dir, "hard-exit", "os._exit(0)")
     done = cli("cell", "--defense", "hard-exit", "--steps", "3", "--out", str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr  # not 0 with nothing said
-    assert done.stdout.startswith("failed:") and "worker process died" in done.stdout
+    assert done.stdout.startswith("failed:") and "the defense's process ended" in done.stdout
+
+
+def test_a_sigint_a_defense_sends_itself_in_its_own_process_fails_only_its_cell(plugin_dir,
+                                                                              tmp_path):
+    write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
+    result = run_cell(tiny("ctrl-c"), tmp_path)
+    assert result.status == "failed" and "defense raised KeyboardInterrupt" in result.reason
 
 
 # --- 2. a hard time limit on every path ---------------------------------------------------

@@ -68,3 +68,21 @@ def test_a_plugin_patching_the_comparison_does_not_reach_verify(results, plugin_
     assert "MISMATCH tiny/digits/median/little/update-f2-s2-" in capsys.readouterr().out
     assert not [name for name in sys.modules if "zz_helper" in name]
     assert registry.discover.cache_info().currsize == 0  # the re-runs discover in children
+
+
+def test_a_keyed_rerun_of_an_order_invariant_rule_gives_the_stored_bytes(results, capsys):
+    """Keyed streams change the shuffle, which the median does not see: same bytes (the
+    engine-level test of keyed streams is in test_defense_isolation.py)."""
+    narrowed = ["--sample", "all", "--defense", "median", "--task", "digits"]
+    assert verify(results, *narrowed, "--keyed", "--tolerance", "0") == 0
+    stored = len(list((results / "tiny" / "digits" / "median").glob("*/*")))
+    assert f"{stored} of {stored} re-run cell(s) identical" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "give --tolerance T"),
+    (["--tolerance", "0.1", "--in-process-defense"], "drop --in-process-defense")])
+def test_keyed_needs_a_tolerance_and_the_defense_in_its_own_process(results, capsys, extra,
+                                                                     message):
+    assert verify(results, "--sample", "1", "--keyed", *extra) == 2
+    assert message in capsys.readouterr().err

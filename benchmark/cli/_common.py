@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import json
 
@@ -39,6 +40,22 @@ def add_results_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=None,
                         help="one profile's results (default: the board's profiles: board for "
                              "the real tasks, then standard for the others, digits among them)")
+
+
+def add_defense_process(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--in-process-defense", action="store_true",
+        help="run the defense in the run's own process, for debugging (pdb, prints). By "
+             "default each run's defense runs in a fresh process of its own that holds "
+             "nothing of the simulation (results are the same bytes either way)")
+
+
+def apply_defense_process(args: argparse.Namespace) -> None:
+    """Before any cell runs: --in-process-defense, for this process and its workers."""
+    from ..isolated_defense import IN_PROCESS_VARIABLE
+
+    if args.in_process_defense:
+        os.environ[IN_PROCESS_VARIABLE] = "1"
 
 
 def add_cell_identity(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from ..api import UsageError
 from ..processes import single_thread
 from ..config import make_config
 from ..executors import prepare_results, run_guarded
-from ._common import add_cell_identity, add_run_settings, run_settings
+from ._common import (add_cell_identity, add_defense_process, add_run_settings,
+                      apply_defense_process, run_settings)
 
 
 def register(commands) -> None:
@@ -44,6 +45,7 @@ def register(commands) -> None:
                            help="local SGD steps of each worker per communication round "
                                 "(default 1; see README, Long runs)")
     add_run_settings(parser)
+    add_defense_process(parser)
     parser.set_defaults(handler=main)
 
 
@@ -58,6 +60,7 @@ def _results_root(args) -> tuple[str, str]:
 
 
 def main(args) -> int:
+    apply_defense_process(args)
     if args.resume and args.force:
         raise UsageError("--resume continues a run and --force restarts it: give one of them")
     root, flag = _results_root(args)

@@ -15,7 +15,8 @@ from ..config import RunConfig
 from ..api import UsageError
 from ..executors import (DEFAULT_TIME_BUDGET, POSTPONED, prepare_results, run_dask, run_local,
                          run_serial)
-from ._common import add_run_settings, duration, placement, run_settings
+from ._common import (add_defense_process, add_run_settings, apply_defense_process, duration,
+                      placement, run_settings)
 
 
 def register(commands) -> None:
@@ -59,6 +60,7 @@ def register(commands) -> None:
                              "are skipped)")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     add_run_settings(parser)
+    add_defense_process(parser)
     parser.set_defaults(handler=main)
 
 
@@ -162,6 +164,7 @@ def _print_overview(results, invalid) -> None:
 
 
 def main(args) -> int:
+    apply_defense_process(args)
     where = _where(args)  # bad executor options fail before anything is expanded
     profile = matrix.load_profile(args.profile)
     cells = matrix.expand(profile, args.defense, tasks=args.task, attacks=args.attack,

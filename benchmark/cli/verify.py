@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import secrets
 import tempfile
 import time
 from pathlib import Path
 
 from ..api import UsageError
-from ._common import add_results_location
+from ._common import add_defense_process, add_results_location, apply_defense_process
 
 
 def _sample_size(text: str) -> int | None:
@@ -51,6 +52,17 @@ def register(commands) -> None:
     parser.add_argument("--sample", type=_sample_size, required=True, metavar="K|all",
                         help="how many cells to re-run, or all of those selected")
     add_results_location(parser)
+    add_defense_process(parser)
+    parser.add_argument("--keyed", action="store_true",
+                        help="trusted re-run: the shuffle's and the defense's random streams "
+                             "keyed by a fresh secret that is never written and never reaches "
+                             "the defense's process, so a defense that predicts the shuffle "
+                             "from the run's seed loses that knowledge. A rule whose output "
+                             "depends on the order of the rows or on its random stream then "
+                             "differs from the stored cell as another seed would (an order-"
+                             "invariant, deterministic rule gives the same bytes): give "
+                             "--tolerance, about the task's seed noise; status and steps must "
+                             "match")
     parser.add_argument("--task", action="append", help="only this task's cells (repeatable)")
     parser.add_argument("--defense", action="append",
                         help="only this defense's cells, by its label as stored, e.g. median, "
@@ -154,6 +166,14 @@ def main(args) -> int:
     from ..config import RunConfig
     from ..executors import run_guarded
 
+    apply_defense_process(args)
+    if args.keyed and args.in_process_defense:
+        raise UsageError("--keyed keeps the key from the defense by running it in a process of "
+                         "its own: drop --in-process-defense")
+    if args.keyed and args.tolerance is None:
+        raise UsageError("--keyed re-runs differ from the stored cells as another seed would: "
+                         "give --tolerance T, e.g. --tolerance 0.05")
+    stream_key = secrets.token_bytes(32) if args.keyed else None
     root = Path(args.results)
     if not root.is_dir():
         raise UsageError(f"no results folder {root}; give --results DIR")
@@ -177,7 +197,7 @@ def main(args) -> int:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="verify-") as scratch:
             config = RunConfig.from_dict(record["config"])
-            result = run_guarded(config, scratch, resume=False)
+            result = run_guarded(config, scratch, resume=False, stream_key=stream_key)
             rerun = store.read_run(result.folder) if result.folder else None
             if rerun is None:
                 problems = [f"the re-run stored nothing ({result.status}: {result.reason})"]

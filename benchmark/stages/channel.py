@@ -62,6 +62,7 @@ class Channel:
 
     def __init__(self, generator: torch.Generator, device: torch.device):
         self.generator, self.device = generator, device
+        self.allocate = None  # (rows, d, dtype) -> the defense's input; default: a new tensor
 
     def shuffle_honest(self, honest: torch.Tensor, byzantine_rows: int) -> Shuffled:
         """Draws this step's permutation and copies the honest rows to their places:
@@ -73,8 +74,9 @@ class Channel:
         permutation = torch.randperm(rows, generator=self.generator).to(self.device)
         position = torch.empty_like(permutation)
         position[permutation] = torch.arange(rows, device=self.device)
-        shuffled = Shuffled(honest.new_empty((rows, honest.shape[1])), permutation, position,
-                            honest)
+        matrix = (honest.new_empty((rows, honest.shape[1])) if self.allocate is None
+                  else self.allocate(rows, honest.shape[1], honest.dtype))
+        shuffled = Shuffled(matrix, permutation, position, honest)
         shuffled.place(honest, 0)
         return shuffled
 

@@ -1,0 +1,255 @@
+"""The processes a defense runs in (issue 19), on their side: a template, and a host per run.
+
+A defense that runs in the process holding the simulation can read everything there: walk
+the stack up to the shuffled rows, scan the garbage collector for the permutation, patch
+another rule for later cells. So the run asks a *template* process for a *host*: the
+template is started once (`python -m benchmark.defense_host`, imports torch and the
+harness's kernels, never a plugin) and forks a fresh host for each run. The host imports
+only the modules of the defense's own components, from their files, and holds only what
+it is sent: its options, f, its generator and state, and each step's rows (shared memory,
+written by the run's channel, no copy). It works in an empty scratch folder, in a session
+of its own, and dies with its run (benchmark.isolated_defense is the run's side).
+
+The template reaps: a host whose run process is gone, and any other process that ends up
+its child (a host's orphaned descendants, through the child subreaper flag), is killed.
+It ends when the process that started it closes its stdin.
+"""
+from __future__ import annotations
+
+import importlib
+import mmap
+import os
+import pickle
+import resource
+import signal
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Listener
+
+MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
+
+
+def _send(connection, message) -> None:
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(connection):
+    return pickle.loads(connection.recv_bytes())
+
+
+def _exception_reply(error: BaseException) -> tuple:
+    return ("raised", type(error).__name__, str(error))
+
+
+def _load_components(entries: list[dict]):
+    """The defense's components from their own module files (no discovery: importing every
+    module of defenses/ would run a hostile one's import-time code in this host too)."""
+    from . import registry
+
+    components = []
+    for entry in entries:
+        folder, stem = entry["folder"], entry["stem"]
+        if entry["package"]:
+            module = importlib.import_module(f"{registry.KINDS['defense'][0]}.{stem}")
+        else:
+            from pathlib import Path
+            module = registry._import_external(Path(folder), registry.KINDS["defense"][0], stem)
+        spec = module.defense
+        plugin = registry.Plugin(spec.name, spec, entry["path"])
+        components.append(registry.Component(plugin, entry["options"]))
+    return components
+
+
+class Host:
+    """One run's defense, served over `connection` until the run closes it."""
+
+    def __init__(self, connection):
+        import torch
+
+        from .plugins import BoundDefense
+
+        self.connection = connection
+        setup = _recv(connection)
+        if setup["plugin_path"] is None:
+            os.environ.pop("BENCHMARK_PLUGINS", None)
+        else:
+            os.environ["BENCHMARK_PLUGINS"] = setup["plugin_path"]
+        generator = torch.Generator(device="cpu")
+        generator.set_state(setup["generator"])
+        self.defense = BoundDefense("", setup["f"], generator,
+                                    components=_load_components(setup["components"]))
+        self.rows = self.output = None
+        self.torch = torch
+
+    def _attach(self, handle: int, nbytes: int):
+        buffer = mmap.mmap(handle, nbytes)
+        os.close(handle)
+        return buffer
+
+    def serve(self) -> None:
+        from multiprocessing.reduction import recv_handle
+
+        connection = self.connection
+        _send(connection, ("ready",))
+        while True:
+            try:
+                message = _recv(connection)
+            except EOFError:
+                return
+            kind = message[0]
+            if kind == "buffers":  # ("buffers", rows bytes, output bytes) then two handles
+                self.rows = self._attach(recv_handle(connection), message[1])
+                self.output = self._attach(recv_handle(connection), message[2])
+                continue
+            if kind == "close":
+                return
+            try:
+                reply = getattr(self, f"_{kind}")(*message[1:])
+            except BaseException as error:  # whatever the plugin raises ends in a reply
+                reply = _exception_reply(error)
+            _send(connection, reply)
+
+    def _aggregate(self, rows: int, d: int, dtype, server_gradient):
+        from .plugins import PluginFailure
+
+        torch = self.torch
+        matrix = torch.frombuffer(self.rows, dtype=dtype, count=rows * d).view(rows, d)
+        self.defense.server_gradient = server_gradient
+        try:
+            vector, selected = self.defense(matrix)
+        except PluginFailure as failure:
+            return ("failed", str(failure))
+        except BaseException as error:  # KeyboardInterrupt: never the user's Ctrl-C here,
+            return ("failed", f"defense raised {type(error).__name__}: {error}")  # own session
+        torch.frombuffer(self.output, dtype=dtype, count=d).copy_(vector)
+        if selected is not None:
+            selected = selected.tolist() if isinstance(selected, torch.Tensor) else list(selected)
+        return ("ok", selected)
+
+    def _probe(self, gradients, server_gradient):
+        self.defense.server_gradient = server_gradient
+        return ("ok", self.defense.probe(gradients))
+
+    def _state(self):
+        return ("ok", self.defense.states, self.defense.generator.get_state())
+
+    def _set_state(self, states, generator):
+        self.defense.states = states
+        self.defense.generator.set_state(generator)
+        return ("ok",)
+
+
+def _limit_memory() -> None:
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = mapped + MEMORY_ALLOWANCE
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _host(connection) -> None:
+    """In the forked child: becomes a host and never returns."""
+    code = 0
+    try:
+        os.setsid()
+        from .worker_hygiene import adopt_orphans
+        adopt_orphans()
+        os.chdir(tempfile.mkdtemp(prefix="defense-host-"))
+        if sys.platform.startswith("linux"):
+            _limit_memory()
+        try:
+            host = Host(connection)
+        except BaseException as error:  # a component that fails to import or to build
+            _send(connection, _exception_reply(error))
+            raise
+        host.serve()
+    except BaseException:  # noqa: BLE001 (the run sees the connection close)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _watch(hosts: dict[int, int], forking: threading.Lock) -> None:
+    """Reaps finished children; kills hosts whose run process is gone and every other
+    child (what a host's descendants left behind)."""
+    from .worker_hygiene import children
+
+    while True:
+        time.sleep(0.2)
+        with forking:  # a host just forked is in `hosts` before it is looked at
+            while True:
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                hosts.pop(pid, None)
+            for pid in children():
+                owner = hosts.get(pid)
+                if owner is None or not _alive(owner):
+                    _kill_group(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pid: int) -> None:
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _exit_with_starter(hosts: dict[int, int]) -> None:
+    sys.stdin.buffer.read()  # returns when the starting process closes it (or dies)
+    for pid in list(hosts):
+        _kill_group(pid)
+    os._exit(0)
+
+
+def main() -> None:
+    from . import processes
+    from .coordinates_numba import warm_up
+    from .worker_hygiene import adopt_orphans
+
+    processes.single_thread()
+    for module in ("torch", f"{__package__}.plugins"):  # imported once, inherited by each host
+        importlib.import_module(module)
+    warm_up()
+    authkey = bytes.fromhex(sys.stdin.buffer.readline().decode().strip())
+    adopt_orphans()
+    listener = Listener(family="AF_UNIX", authkey=authkey)
+    sys.stdout.write(f"{listener.address}\n")
+    sys.stdout.flush()
+    hosts: dict[int, int] = {}
+    forking = threading.Lock()
+    threading.Thread(target=_watch, args=(hosts, forking), daemon=True).start()
+    threading.Thread(target=_exit_with_starter, args=(hosts,), daemon=True).start()
+    while True:
+        try:
+            connection = listener.accept()
+            owner = _recv(connection)
+        except (OSError, EOFError, ValueError):
+            continue  # a client that failed the handshake or left
+        with forking:
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                _host(connection)
+            hosts[pid] = owner
+        _send(connection, pid)
+        connection.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""A run's defense in a process of its own (issue 19), on the run's side.
+
+`IsolatedDefense` stands where `BoundDefense` stands in a run: the engine, the attack's
+probes and checkpoints call it the same way, and it forwards each call to a host process
+(benchmark.defense_host) that holds nothing of the simulation. The rows reach the host
+through shared memory: the run's channel builds each step's input directly in the shared
+buffer (`input_buffer`), so a step costs two short messages and no copy. The host runs the
+same code as in-process, so results are byte-identical.
+
+Whatever the host does ends only its own run: an exception becomes the message the
+in-process defense would give; a host that exits, crashes or is killed (memory limit) fails
+the cell with the reason; one that does not answer within the cell's time budget is killed.
+Each run gets a fresh host; `close` kills it and whatever it started.
+
+The run keeps an in-process `BoundDefense` for the rule's declarations only (check, shapes,
+bound, flags), which it never calls. Set BENCHMARK_DEFENSE_IN_PROCESS=1 (the commands'
+`--in-process-defense`) to run defenses in the run's process, for debugging.
+"""
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+import pickle
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from multiprocessing.connection import Client
+from multiprocessing.reduction import send_handle
+from pathlib import Path
+
+import torch
+
+from .plugins import BoundDefense, PluginFailure
+
+IN_PROCESS_VARIABLE = "BENCHMARK_DEFENSE_IN_PROCESS"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wanted(device: str) -> bool:
+    """Whether a run on `device` gets its defense in a process of its own: on Linux CPU
+    runs unless BENCHMARK_DEFENSE_IN_PROCESS is set (CUDA tensors would need CUDA IPC,
+    not built yet)."""
+    return (sys.platform.startswith("linux") and not device.startswith("cuda")
+            and os.environ.get(IN_PROCESS_VARIABLE, "") in ("", "0"))
+
+
+class _Template:
+    """The process that forks hosts, one per process tree: a process that starts it puts
+    its address in BENCHMARK_DEFENSE_TEMPLATE, so that the workers it starts (forked or
+    spawned) connect to it instead of each starting its own."""
+
+    VARIABLE = "BENCHMARK_DEFENSE_TEMPLATE"
+
+    def __init__(self):
+        self.process = None
+
+    def connect(self):
+        """A connection to the template (started first if no live one is known)."""
+        for attempt in range(2):
+            known = os.environ.get(self.VARIABLE, "")
+            if known:
+                address, _, key = known.rpartition(" ")
+                try:
+                    return Client(address, family="AF_UNIX", authkey=bytes.fromhex(key))
+                except (OSError, EOFError, ValueError):
+                    pass
+            if attempt == 0:
+                self.start()
+        raise RuntimeError("the defense host template did not start")
+
+    def start(self) -> None:
+        from .worker_hygiene import KEEP
+
+        self.stop()
+        authkey = secrets.token_bytes(32)
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
+        env.pop(self.VARIABLE, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmark.defense_host"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, cwd=ROOT)
+        KEEP.add(self.process.pid)  # not a leftover of a cell (worker_hygiene)
+        self.process.stdin.write(authkey.hex().encode() + b"\n")
+        self.process.stdin.flush()
+        address = self.process.stdout.readline().decode().strip()
+        if address:
+            os.environ[self.VARIABLE] = f"{address} {authkey.hex()}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+TEMPLATE = _Template()
+atexit.register(TEMPLATE.stop)
+
+
+def ensure_template() -> None:
+    """Starts the template now, unless one is reachable (a parent calls it before starting
+    workers, which then share it)."""
+    TEMPLATE.connect().close()
+
+
+class _RemoteGenerator:
+    """The host's generator as checkpoints see it (get_state / set_state)."""
+
+    def __init__(self, defense: "IsolatedDefense"):
+        self.defense = defense
+
+    def get_state(self) -> torch.Tensor:
+        return self.defense._state()[2]
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.defense._set_state(self.defense.states, state)
+
+
+def _raised(name: str, text: str) -> Exception:
+    """An exception that reads as the host's did (same class name, same text)."""
+    return type(name, (Exception,), {})(text)
+
+
+class IsolatedDefense:
+    def __init__(self, text: str, f: int, generator: torch.Generator,
+                 deadline: float | None = None):
+        self.declared = BoundDefense(text, f, generator)  # declarations only, never called
+        self.f = f
+        self.components = self.declared.components
+        self.deadline = deadline
+        self.server_gradient: torch.Tensor | None = None
+        self.generator = _RemoteGenerator(self)
+        self._rows = self._output = None
+        self._capacity = 0
+        self.connection = TEMPLATE.connect()
+        _send(self.connection, os.getpid())
+        self.pid = _recv(self.connection)
+        self._finalizer = weakref.finalize(self, _close, self.connection, self.pid)
+        _send(self.connection, {
+            "plugin_path": os.environ.get("BENCHMARK_PLUGINS"), "f": f,
+            "generator": generator.get_state(),
+            "components": [_entry(component) for component in self.components]})
+        self._reply("starting")
+
+    # the declarations, from the in-process BoundDefense
+    uses_server_data = property(lambda self: self.declared.uses_server_data)
+    rule = property(lambda self: self.declared.rule)
+
+    def shapes(self, n):
+        return self.declared.shapes(n)
+
+    def reason(self, n):
+        return self.declared.reason(n)
+
+    def check(self, n):
+        self.declared.check(n)
+
+    def upper_bound(self, n, d):
+        return self.declared.upper_bound(n, d)
+
+    # the calls, answered by the host
+    def input_buffer(self, rows: int, d: int, dtype: torch.dtype) -> torch.Tensor:
+        """A [rows, d] tensor in memory the host shares, for the channel to fill."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if self._rows is None or rows * d * itemsize > self._capacity or self._d != (d, dtype):
+            self._share(rows * d * itemsize, d * itemsize)
+            self._d = (d, dtype)
+        return torch.frombuffer(self._rows, dtype=dtype, count=rows * d).view(rows, d)
+
+    def _share(self, nbytes: int, output_bytes: int) -> None:
+        buffers = []
+        for size in (nbytes, output_bytes):
+            handle = os.memfd_create("defense-rows")
+            os.ftruncate(handle, size)
+            buffers.append((handle, mmap.mmap(handle, size)))
+        _send(self.connection, ("buffers", nbytes, output_bytes))
+        for handle, _ in buffers:
+            send_handle(self.connection, handle, self.pid)
+            os.close(handle)
+        (_, self._rows), (_, self._output) = buffers
+        self._capacity = nbytes
+
+    def __call__(self, gradients: torch.Tensor):
+        rows, d = gradients.shape
+        if not self._holds(gradients):
+            self.input_buffer(rows, d, gradients.dtype).copy_(gradients)
+        reply = self._ask(("aggregate", rows, d, gradients.dtype, self.server_gradient),
+                          "aggregating")
+        if reply[0] == "failed":
+            raise PluginFailure(reply[1])
+        vector = torch.frombuffer(self._output, dtype=gradients.dtype, count=d).clone()
+        if not torch.isfinite(vector).all():
+            raise PluginFailure("defense returned a non-finite vector")
+        selected = None if reply[1] is None else torch.tensor(reply[1], dtype=torch.long)
+        return vector, selected
+
+    def _holds(self, tensor: torch.Tensor) -> bool:
+        if self._rows is None or tensor.dtype != self._d[1]:
+            return False
+        start = torch.frombuffer(self._rows, dtype=tensor.dtype, count=1).data_ptr()
+        return tensor.data_ptr() == start and tensor.is_contiguous()
+
+    def probe(self, gradients: torch.Tensor) -> torch.Tensor:
+        return self._ask(("probe", gradients, self.server_gradient), "probed")[1]
+
+    @property
+    def states(self):
+        return self._state()[1]
+
+    @states.setter
+    def states(self, states) -> None:
+        self._set_state(states, self._state()[2])
+
+    def _state(self):
+        return self._ask(("state",), "saving its state")
+
+    def _set_state(self, states, generator) -> None:
+        self._ask(("set_state", states, generator), "restoring its state")
+
+    def _ask(self, message: tuple, doing: str):
+        try:
+            _send(self.connection, message)
+        except OSError:
+            raise self._ended(doing) from None
+        return self._reply(doing)
+
+    def _reply(self, doing: str):
+        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            if not self.connection.poll(timeout):
+                self.close()
+                raise PluginFailure(f"defense did not answer while {doing} within the cell's "
+                                    "time budget; its process was killed")
+            reply = _recv(self.connection)
+        except (EOFError, OSError):
+            raise self._ended(doing) from None
+        if reply[0] == "raised":
+            raise _raised(reply[1], reply[2])
+        return reply
+
+    def _ended(self, doing: str) -> PluginFailure:
+        self.close()
+        return PluginFailure(f"the defense's process ended while {doing} (the defense exited, "
+                             "crashed, or went over its memory limit)")
+
+    def close(self) -> None:
+        """Ends the host and everything it started."""
+        self._finalizer()
+
+
+def _entry(component) -> dict:
+    from . import registry
+
+    path = Path(component.plugin.path)
+    package = Path(registry.__file__).resolve().parent.parent / registry.KINDS["defense"][0]
+    return {"folder": str(path.parent), "stem": path.stem, "path": str(path),
+            "package": path.parent.resolve() == package.resolve(),
+            "options": dict(component.options)}
+
+
+def _send(connection, message) -> None:
+    """Plain pickles: multiprocessing's own would pass tensors through torch's shared-memory
+    reducer, which hands file descriptors over a second, separately authenticated channel."""
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(connection):
+    return pickle.loads(connection.recv_bytes())
+
+
+def _close(connection, pid: int) -> None:
+    try:
+        _send(connection, ("close",))
+    except OSError:
+        pass
+    connection.close()
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
