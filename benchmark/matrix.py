@@ -101,6 +101,16 @@ def with_profile_options(profile: Profile, defense: str) -> str:
     return defense
 
 
+def _is_baseline_rule(profile: Profile, defense: str) -> bool:
+    """Whether `defense` is the rule of the profile's unattacked baseline, whose slice then
+    holds the baseline's cells too (as `validate` and the leaderboard expect of it)."""
+    if not profile.baseline:
+        return False
+    rule = with_profile_options(profile, profile.baseline.get("defense", "average"))
+    label = lambda text: registry.label(registry.resolve("defense", text))  # noqa: E731
+    return label(with_profile_options(profile, defense)) == label(rule)
+
+
 def _variants(profile: Profile, task: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the task's fixed settings, its variants: [{}] when it has none)."""
     settings = dict(profile.task.get(task, {}))
@@ -114,8 +124,9 @@ def _variant_text(variant: dict[str, Any]) -> str:
 
 def expand(profile: Profile, defense: str | None = None, *, tasks=None, attacks=None,
            placements=None, f_values=None, seeds=None, overrides: dict | None = None) -> list[Cell]:
-    """The profile's cells for one defense (its slice) or, with defense None, for the whole
-    profile (its defenses and baseline), optionally narrowed; invalid cells are marked."""
+    """The profile's cells for one defense (its slice, with the baseline's cells when it is
+    the baseline's rule) or, with defense None, for the whole profile (its defenses and
+    baseline), optionally narrowed; invalid cells are marked."""
     defense_list = (profile_defenses(profile) if defense is None
                     else [with_profile_options(profile, defense)])
     for name in defense_list:
@@ -130,7 +141,8 @@ def expand(profile: Profile, defense: str | None = None, *, tasks=None, attacks=
     placement_list = _choose(placements, profile.placements, "placements")
     grid_keys = sorted(profile.grid)
     with_variants = any("variants" in table for table in profile.task.values())
-    baseline = profile.baseline if defense is None else None
+    baseline = profile.baseline if defense is None or _is_baseline_rule(profile, defense) \
+        else None
     cells = []
     invalid_because: dict[tuple, str | None] = {}  # the checks see only these fields
 

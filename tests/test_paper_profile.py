@@ -75,3 +75,15 @@ def test_the_dry_run_lists_the_3680_runs_of_the_paper(paper, capsys):
         ("average", "none", 0, "update")}
     bulyan = [c.config for c in cells if c.config.defense.startswith("bulyan")]
     assert len(bulyan) == 320 and {c.f for c in bulyan} == {12, 5}
+
+
+def test_the_baseline_rules_slice_holds_the_baseline_cells_and_no_other_slice_does():
+    """`run --defense average` completes what validate and the board expect of average."""
+    board = matrix.load_profile("board")
+    average = matrix.expand(board, "average", tasks=["fashion-mnist"])
+    median = matrix.expand(board, "median", tasks=["fashion-mnist"])
+    baseline = [c for c in average if c.label["attack"] == "none (baseline)"]
+    assert len(baseline) == 2 * 3  # f 24 and 12, 3 seeds
+    assert {(c.config.f, c.config.n) for c in baseline} == {(0, 27), (0, 39)}
+    assert len(average) == len(median) + len(baseline)
+    assert not [c for c in median if c.label["attack"] == "none (baseline)"]
