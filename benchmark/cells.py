@@ -59,7 +59,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     refused with UsageError when `require_checkpoint` (nothing to resume is an error too).
     `keep_checkpoint` leaves the final state in the result folder (`checkpoint.pt`).
 
-    `stream_key` keys the shuffle's and the defense's random streams (engine.keyed_seed):
+    `stream_key` keys the shuffle's and the defense's random streams (streams.keyed_seed):
     `verify --keyed`'s trusted re-run, into a scratch folder; it neither resumes nor saves
     checkpoints, which a later run of the same config could take for its own.
 

@@ -29,7 +29,7 @@ NOT_HASHED = {"time_budget", "data_dir", "checkpoint_every"}
 NEUTRAL = {"f_real": None, "split": "iid", "alpha": 1.0, "shards": 2, "local_steps": 1,
            "servers": 1, "byzantine_servers": 0, "gather_every": 10, "gather_rule": "median",
            "pull_rule": "median", "server_attack": "none", "worker_equivocation": False,
-           "participants": None, "root_size": 100}
+           "participants": None, "root_size": 100, "attack_jitter": 0.0}
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class RunConfig:
     # drawn from the training set, held by the server and left out of the workers' data;
     # drawn only for a defense that declares `server_gradient`. 100: FLTrust's.
     root_size: int = 100
+    # Seeded noise added to each finite Byzantine vector, of this size relative to the
+    # vector's RMS coordinate, so that no two are bit-identical (a defense could otherwise
+    # drop exact twins); 0: the attacks' own definitions (benchmark.stages.adversary).
+    attack_jitter: float = 0.0
     device: str = "cpu"
     profile: str = "adhoc"
     time_budget: float | None = None  # seconds; the run fails past it
@@ -249,6 +253,9 @@ def validate(config: RunConfig) -> None:
                         f"lrs, not {[list(pair) for pair in config.lr_schedule]}")
     if not (_finite(config.l2) and config.l2 >= 0):
         problems.append(f"l2 must be a non-negative finite number, not {config.l2}")
+    if not (_finite(config.attack_jitter) and config.attack_jitter >= 0):
+        problems.append(f"attack_jitter must be a non-negative finite number, not "
+                        f"{config.attack_jitter}")
     if config.gradients not in GRADIENT_METHODS:
         problems.append(f"gradients must be one of {', '.join(GRADIENT_METHODS)}, "
                         f"not {config.gradients!r}")

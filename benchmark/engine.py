@@ -25,16 +25,12 @@ and computes its own update each step, before the attack (benchmark.stages.root)
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import math
-import random
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from . import registry
@@ -51,28 +47,9 @@ from .stages.channel import rows_unchanged as _rows_unchanged  # noqa: F401 (tes
 from .stages.replicas import ReplicatedServers
 from .stages.root import RootData
 from .stages.server import Server
+from .streams import (KEYED_STREAMS, STREAMS, global_rng_state,  # noqa: F401 (their home)
+                      keyed_seed, set_global_rng_state, stream_seed)
 from .stages.workers import HonestWorkers
-
-STREAMS = ("model", "data", "shuffle", "defense", "attack", "servers", "server_attack",
-           "model_rules", "participation", "root")  # append only: an index is part of a seed
-
-
-def stream_seed(seed: int, stream: str, index: int = 0) -> int:
-    """Independent, reproducible seeds for each random stream of a run; `index` numbers
-    the generators of one stream (one per replicated server)."""
-    return (seed * 1_000_003 + STREAMS.index(stream) * 7919 + 17
-            + index * 1_000_000_007) % (2 ** 63)
-
-
-KEYED_STREAMS = ("shuffle", "defense", "servers")  # what a defense could use to find the rows
-
-
-def keyed_seed(key: bytes, seed: int, stream: str, index: int = 0) -> int:
-    """stream_seed for a trusted re-run: the stream's seed under a secret key (HMAC-SHA-256),
-    which nothing the defense's process holds can invert or predict."""
-    digest = hmac.new(key, f"{seed}/{stream}/{index}".encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") % (2 ** 63)
-
 
 @functools.lru_cache(maxsize=4)
 def load_task_data(task: str, data_dir: str | None) -> TaskData:
@@ -140,7 +117,8 @@ class Simulation:
                              defense(generator("defense")), self.device)
         self._link(self.channel, self.server.defense)
         self.adversary = Adversary(BoundAttack(config.attack, config.byzantine,
-                                               generator("attack")))
+                                               generator("attack")),
+                                   jitter=(config.attack_jitter, generator("jitter")))
         rows = check_pair(self.defense, self.attack, config.participants or config.n)
         self.root = (RootData(config, self.data, self.functions, generator("root"),
                               self.device) if self.defense.uses_server_data else None)
@@ -336,7 +314,8 @@ class Simulation:
             "defense_states": server["defense_states"],
             "attack_states": adversary["attack_states"],
             "generators": {"shuffle": self.channel.state_dict()["generator"],
-                           "defense": server["generator"], "attack": adversary["generator"]},
+                           "defense": server["generator"], "attack": adversary["generator"],
+                           **{key: adversary[key] for key in ("jitter",) if key in adversary}},
             "sampler": workers["sampler"],
             "metrics_past": [mean.clone() for mean in self.metrics.past],
             "global_rng": global_rng_state(self.device),
@@ -359,6 +338,8 @@ class Simulation:
             buffer.copy_(state["buffers"][name])
         self.adversary.load_state_dict({"attack_states": state["attack_states"],
                                         "generator": generators["attack"]}
+                                       | {key: generators[key] for key in ("jitter",)
+                                          if key in generators}
                                        | ({"server_attack": state["server_attack"]}
                                           if self.replicas is not None else {}), self.device)
         self.channel.load_state_dict({"generator": generators["shuffle"]})
@@ -372,23 +353,6 @@ class Simulation:
         self.step_index = state["step_index"]
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])
-
-
-def global_rng_state(device: torch.device) -> dict:
-    """The process-wide generators a model or plugin may draw from (dropout, random flips)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_global_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def run(config: RunConfig, on_step: Callable[[dict], None], on_eval: Callable[[dict], None],

@@ -16,9 +16,11 @@ from .state import on_device
 
 
 class Adversary:
-    def __init__(self, attack: BoundAttack, server_attack: "BoundServerAttack | None" = None):
+    def __init__(self, attack: BoundAttack, server_attack: "BoundServerAttack | None" = None,
+                 jitter: tuple[float, torch.Generator] = (0.0, None)):
         self.attack = attack
         self.server_attack = server_attack  # None: a single, correct server
+        self.jitter, self.jitter_generator = jitter  # RunConfig.attack_jitter and its stream
 
     @property
     def f(self) -> int:
@@ -44,8 +46,20 @@ class Adversary:
     def vectors(self, honest: torch.Tensor, defense, poisoned: torch.Tensor | None
                 ) -> torch.Tensor:
         """The Byzantine rows: the poisoned workers' gradients, or the attack's vectors
-        crafted from what the honest workers submit."""
-        return poisoned if poisoned is not None else self.attack(honest, defense)
+        crafted from what the honest workers submit (jittered: RunConfig.attack_jitter)."""
+        if poisoned is not None:
+            return poisoned
+        vectors = self.attack(honest, defense)
+        return self._jittered(vectors) if self.jitter and len(vectors) else vectors
+
+    def _jittered(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Each finite vector plus Gaussian noise of standard deviation jitter × its RMS
+        coordinate, drawn from the run's jitter stream; non-finite vectors as sent."""
+        noise = torch.randn(vectors.shape, generator=self.jitter_generator,
+                            dtype=vectors.dtype).to(vectors.device)
+        scale = vectors.norm(dim=1, keepdim=True) / vectors.shape[1] ** 0.5
+        finite = torch.isfinite(vectors).all(dim=1, keepdim=True)
+        return torch.where(finite, vectors + self.jitter * scale * noise, vectors)
 
     @staticmethod
     def equivocated(byzantine: torch.Tensor, honest: torch.Tensor) -> torch.Tensor:
@@ -64,12 +78,16 @@ class Adversary:
                  "generator": self.attack.generator.get_state()}
         if self.server_attack is not None:
             state["server_attack"] = self.server_attack.state_dict()
+        if self.jitter:
+            state["jitter"] = self.jitter_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         if state["attack_states"] is not None:
             self.attack.states = on_device(copy.deepcopy(state["attack_states"]), device)
         self.attack.generator.set_state(state["generator"])
+        if "jitter" in state:
+            self.jitter_generator.set_state(state["jitter"])
         if self.server_attack is not None:
             self.server_attack.load_state_dict(state["server_attack"], device)
 
