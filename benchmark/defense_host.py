@@ -231,6 +231,7 @@ def main() -> None:
     listener = Listener(family="AF_UNIX", authkey=authkey)
     sys.stdout.write(f"{listener.address}\n")
     sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # what a defense prints: the run's stderr
     hosts: dict[int, int] = {}
     forking = threading.Lock()
     threading.Thread(target=_watch, args=(hosts, forking), daemon=True).start()

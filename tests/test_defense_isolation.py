@@ -184,3 +184,10 @@ def test_keyed_streams_hide_the_shuffle_from_a_defense_that_replays_it(plugin_di
     keyed = Simulation(settings, isolate_defense=True, stream_key=b"secret of the re-run")
     assert not any(torch.allclose(aggregate, mean, atol=1e-7)
                    for aggregate, mean in aggregates_and_honest_means(keyed, 4))
+
+
+def test_what_an_isolated_defense_prints_reaches_stderr_and_never_blocks_it(
+        plugin_dir, tmp_path, monkeypatch):
+    hostile(plugin_dir, "chatty", 'print("x" * 100_000, flush=True)')
+    (result,) = run([config("chatty", time_budget=60)], tmp_path, False, monkeypatch)
+    assert result.status == "ok", result.reason
