@@ -191,3 +191,19 @@ def test_what_an_isolated_defense_prints_reaches_stderr_and_never_blocks_it(
     hostile(plugin_dir, "chatty", 'print("x" * 100_000, flush=True)')
     (result,) = run([config("chatty", time_budget=60)], tmp_path, False, monkeypatch)
     assert result.status == "ok", result.reason
+
+
+def board_defenses():
+    from benchmark import matrix
+    return matrix.profile_defenses(matrix.load_profile("board"))
+
+
+@pytest.mark.parametrize("defense", board_defenses())
+def test_every_board_defense_gives_the_same_rows_isolated(defense):
+    settings = config(defense, attack="little", steps=4, eval_every=4)
+    rows = []
+    for isolated in (False, True):
+        simulation = Simulation(settings, isolate_defense=isolated)
+        rows.append(repr([simulation.step() for _ in range(4)] + [simulation.evaluate()]))
+        simulation.close()
+    assert rows[0] == rows[1]
