@@ -21,7 +21,6 @@ import mmap
 import os
 import pickle
 import resource
-import signal
 import sys
 import tempfile
 import threading
@@ -31,11 +30,14 @@ from multiprocessing.connection import Listener
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
 
 
-def _send(connection, message) -> None:
+def send(connection, message) -> None:
+    """Plain pickles, both ways: multiprocessing's own would pass tensors through torch's
+    shared-memory reducer, which hands file descriptors over a second, separately
+    authenticated channel."""
     connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _recv(connection):
+def receive(connection):
     return pickle.loads(connection.recv_bytes())
 
 
@@ -71,7 +73,7 @@ class Host:
         from .plugins import BoundDefense
 
         self.connection = connection
-        setup = _recv(connection)
+        setup = receive(connection)
         if setup["plugin_path"] is None:
             os.environ.pop("BENCHMARK_PLUGINS", None)
         else:
@@ -92,10 +94,10 @@ class Host:
         from multiprocessing.reduction import recv_handle
 
         connection = self.connection
-        _send(connection, ("ready",))
+        send(connection, ("ready",))
         while True:
             try:
-                message = _recv(connection)
+                message = receive(connection)
             except EOFError:
                 return
             kind = message[0]
@@ -109,7 +111,7 @@ class Host:
                 reply = getattr(self, f"_{kind}")(*message[1:])
             except BaseException as error:  # whatever the plugin raises ends in a reply
                 reply = _exception_reply(error)
-            _send(connection, reply)
+            send(connection, reply)
 
     def _aggregate(self, rows: int, d: int, dtype, server_gradient):
         from .plugins import PluginFailure
@@ -161,7 +163,7 @@ def _host(connection) -> None:
         try:
             host = Host(connection)
         except BaseException as error:  # a component that fails to import or to build
-            _send(connection, _exception_reply(error))
+            send(connection, _exception_reply(error))
             raise
         host.serve()
     except BaseException:  # noqa: BLE001 (the run sees the connection close)
@@ -173,23 +175,17 @@ def _host(connection) -> None:
 def _watch(hosts: dict[int, int], forking: threading.Lock) -> None:
     """Reaps finished children; kills hosts whose run process is gone and every other
     child (what a host's descendants left behind)."""
-    from .worker_hygiene import children
+    from .worker_hygiene import children, kill_group, reap_finished
 
     while True:
         time.sleep(0.2)
         with forking:  # a host just forked is in `hosts` before it is looked at
-            while True:
-                try:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
+            for pid in reap_finished():
                 hosts.pop(pid, None)
             for pid in children():
                 owner = hosts.get(pid)
                 if owner is None or not _alive(owner):
-                    _kill_group(pid)
+                    kill_group(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -202,18 +198,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _kill_group(pid: int) -> None:
-    for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
-            kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def _exit_with_starter(hosts: dict[int, int]) -> None:
+    from .worker_hygiene import kill_group
+
     sys.stdin.buffer.read()  # returns when the starting process closes it (or dies)
     for pid in list(hosts):
-        _kill_group(pid)
+        kill_group(pid)
     os._exit(0)
 
 
@@ -239,7 +229,7 @@ def main() -> None:
     while True:
         try:
             connection = listener.accept()
-            owner = _recv(connection)
+            owner = receive(connection)
         except (OSError, EOFError, ValueError):
             continue  # a client that failed the handshake or left
         with forking:
@@ -248,7 +238,7 @@ def main() -> None:
                 listener.close()
                 _host(connection)
             hosts[pid] = owner
-        _send(connection, pid)
+        send(connection, pid)
         connection.close()
 
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
-import pickle
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +32,9 @@ from pathlib import Path
 
 import torch
 
+from .defense_host import receive, send
 from .plugins import BoundDefense, PluginFailure
+from .worker_hygiene import kill_group
 
 IN_PROCESS_VARIABLE = "BENCHMARK_DEFENSE_IN_PROCESS"
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,10 +140,10 @@ class IsolatedDefense:
         self._rows = self._output = None
         self._capacity = 0
         self.connection = TEMPLATE.connect()
-        _send(self.connection, os.getpid())
-        self.pid = _recv(self.connection)
+        send(self.connection, os.getpid())
+        self.pid = receive(self.connection)
         self._finalizer = weakref.finalize(self, _close, self.connection, self.pid)
-        _send(self.connection, {
+        send(self.connection, {
             "plugin_path": os.environ.get("BENCHMARK_PLUGINS"), "f": f,
             "generator": generator.get_state(),
             "components": [_entry(component) for component in self.components]})
@@ -180,7 +180,7 @@ class IsolatedDefense:
             handle = os.memfd_create("defense-rows")
             os.ftruncate(handle, size)
             buffers.append((handle, mmap.mmap(handle, size)))
-        _send(self.connection, ("buffers", nbytes, output_bytes))
+        send(self.connection, ("buffers", nbytes, output_bytes))
         for handle, _ in buffers:
             send_handle(self.connection, handle, self.pid)
             os.close(handle)
@@ -226,7 +226,7 @@ class IsolatedDefense:
 
     def _ask(self, message: tuple, doing: str):
         try:
-            _send(self.connection, message)
+            send(self.connection, message)
         except OSError:
             raise self._ended(doing) from None
         return self._reply(doing)
@@ -238,7 +238,7 @@ class IsolatedDefense:
                 self.close()
                 raise PluginFailure(f"defense did not answer while {doing} within the cell's "
                                     "time budget; its process was killed")
-            reply = _recv(self.connection)
+            reply = receive(self.connection)
         except (EOFError, OSError):
             raise self._ended(doing) from None
         if reply[0] == "raised":
@@ -265,24 +265,10 @@ def _entry(component) -> dict:
             "options": dict(component.options)}
 
 
-def _send(connection, message) -> None:
-    """Plain pickles: multiprocessing's own would pass tensors through torch's shared-memory
-    reducer, which hands file descriptors over a second, separately authenticated channel."""
-    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _recv(connection):
-    return pickle.loads(connection.recv_bytes())
-
-
 def _close(connection, pid: int) -> None:
     try:
-        _send(connection, ("close",))
+        send(connection, ("close",))
     except OSError:
         pass
     connection.close()
-    for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
-            kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    kill_group(pid)

@@ -68,18 +68,30 @@ def kill_leftovers(rounds: int = 20) -> int:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-    _reap_zombies()
+    reap_finished()
     return killed
 
 
-def _reap_zombies() -> None:
+def reap_finished() -> list[int]:
+    """Reaps every child that has ended (no zombie left); returns their pids."""
+    reaped = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL to the process group `pid` leads (a defense host's session) and to `pid`."""
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def after_cell() -> None:
