@@ -82,7 +82,8 @@ class Defense(_Declared):
 
     aggregate(gradients: Tensor[n, d], f: int, **options) -> Tensor[d] | Aggregated
         `gradients` rows come in a fresh random order each step. Must not modify
-        `gradients`. Randomized rules also receive `generator=torch.Generator`,
+        `gradients`, nor keep it past the call (its memory holds the next step's rows:
+        clone what `state` keeps). Randomized rules also receive `generator=torch.Generator`,
         stateful rules `state=dict` (kept by the harness for the whole run), rules
         that declare `server_gradient=True` the server's own update
         `server_gradient=Tensor[d]` (see below; must not modify it either).

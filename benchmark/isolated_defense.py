@@ -137,7 +137,7 @@ class IsolatedDefense:
         self.deadline = deadline
         self.server_gradient: torch.Tensor | None = None
         self.generator = _RemoteGenerator(self)
-        self._rows = self._output = None
+        self._rows = self._output = self._d = None  # the shared buffers and their (d, dtype)
         self._capacity = 0
         self.connection = TEMPLATE.connect()
         send(self.connection, os.getpid())
