@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from multiprocessing.connection import Listener
 
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
@@ -73,6 +74,7 @@ class Host:
         from .plugins import BoundDefense
 
         self.connection = connection
+        warnings.filterwarnings("ignore", message="The given buffer is not writable")
         setup = receive(connection)
         if setup["plugin_path"] is None:
             os.environ.pop("BENCHMARK_PLUGINS", None)
@@ -85,8 +87,11 @@ class Host:
         self.rows = self.output = None
         self.torch = torch
 
-    def _attach(self, handle: int, nbytes: int):
-        buffer = mmap.mmap(handle, nbytes)
+    @staticmethod
+    def _attach(handle: int, nbytes: int, writable: bool):
+        """The run's buffer: the rows read-only (a write kills the host, so the run need not
+        compare them again), the output writable."""
+        buffer = mmap.mmap(handle, nbytes, prot=mmap.PROT_READ | (mmap.PROT_WRITE * writable))
         os.close(handle)
         return buffer
 
@@ -102,8 +107,8 @@ class Host:
                 return
             kind = message[0]
             if kind == "buffers":  # ("buffers", rows bytes, output bytes) then two handles
-                self.rows = self._attach(recv_handle(connection), message[1])
-                self.output = self._attach(recv_handle(connection), message[2])
+                self.rows = self._attach(recv_handle(connection), message[1], False)
+                self.output = self._attach(recv_handle(connection), message[2], True)
                 continue
             if kind == "close":
                 return

@@ -129,6 +129,8 @@ def _raised(name: str, text: str) -> Exception:
 
 
 class IsolatedDefense:
+    read_only_input = True  # the host maps the rows read-only (benchmark.stages.channel)
+
     def __init__(self, text: str, f: int, generator: torch.Generator,
                  deadline: float | None = None):
         self.declared = BoundDefense(text, f, generator)  # declarations only, never called
@@ -248,7 +250,8 @@ class IsolatedDefense:
     def _ended(self, doing: str) -> PluginFailure:
         self.close()
         return PluginFailure(f"the defense's process ended while {doing} (the defense exited, "
-                             "crashed, or went over its memory limit)")
+                             "crashed, wrote to its read-only input, or went over its memory "
+                             "limit)")
 
     def close(self) -> None:
         """Ends the host and everything it started."""

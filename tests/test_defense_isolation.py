@@ -207,3 +207,25 @@ def test_every_board_defense_gives_the_same_rows_isolated(defense):
         rows.append(repr([simulation.step() for _ in range(4)] + [simulation.evaluate()]))
         simulation.close()
     assert rows[0] == rows[1]
+
+
+def test_an_isolated_defense_cannot_write_its_input_and_an_attack_writing_honest_is_named(
+        plugin_dir, tmp_path, monkeypatch):
+    hostile(plugin_dir, "scrawler", "gradients.numpy()[0] = 0.0")
+    write_plugin(plugin_dir, "attacks", "meddler", """
+        from benchmark.api import Attack
+
+        def craft(honest, f, defense):
+            honest.numpy()[0] += 1.0  # through numpy: torch's version counter does not move
+            return honest[:f].clone()
+
+        attack = Attack(name="meddler", attack=craft)
+    """)
+    cells = [config("scrawler"), config("median", attack="meddler")]
+    inside = run(cells, tmp_path / "inside", True, monkeypatch)
+    isolated = run(cells, tmp_path / "isolated", False, monkeypatch)
+    assert [r.status for r in inside + isolated] == ["failed"] * 4
+    assert "defense modified its input gradients" in inside[0].reason  # maybe: or the attack
+    assert "wrote to its read-only input" in isolated[0].reason
+    assert inside[1].reason.startswith("attack modified the honest vectors it was given, or")
+    assert isolated[1].reason == "attack modified the honest vectors it was given"

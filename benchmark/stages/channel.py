@@ -93,7 +93,10 @@ class Channel:
         shuffled.place(byzantine, len(honest))
         placed = matrix._version  # rows are placed through numpy: the counter moves only after
         aggregate, selected = defense(matrix)
-        if not rows_unchanged(matrix, shuffled.position, honest, byzantine):
+        if getattr(defense, "read_only_input", False):  # only the attack could write: honest
+            if not rows_unchanged(matrix, shuffled.position[:len(honest)], honest):
+                raise PluginFailure(ATTACK_MODIFIED)
+        elif not rows_unchanged(matrix, shuffled.position, honest, byzantine):
             raise PluginFailure(which_modified(shuffled, byzantine, placed))
         byzantine_selected = math.nan
         if selected is not None and len(selected):
