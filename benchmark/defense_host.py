@@ -16,6 +16,7 @@ It ends when the process that started it closes its stdin.
 """
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import mmap
 import os
@@ -82,6 +83,10 @@ class Host:
             os.environ["BENCHMARK_PLUGINS"] = setup["plugin_path"]
         generator = torch.Generator(device="cpu")
         generator.set_state(setup["generator"])
+        from multiprocessing.reduction import recv_handle
+
+        self.crash_report = os.fdopen(recv_handle(connection), "w")  # the run reads it
+        faulthandler.enable(file=self.crash_report)
         self.defense = BoundDefense("", setup["f"], generator,
                                     components=_load_components(setup["components"]))
         self.rows = self.output = None

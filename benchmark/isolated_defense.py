@@ -114,7 +114,7 @@ class _RemoteGenerator:
     """The host's generator as checkpoints see it (get_state / set_state)."""
 
     def __init__(self, defense: "IsolatedDefense"):
-        self.defense = defense
+        self.defense = weakref.proxy(defense)  # no cycle: the host ends with its defense
 
     def get_state(self) -> torch.Tensor:
         return self.defense._state()[2]
@@ -144,11 +144,16 @@ class IsolatedDefense:
         self.connection = TEMPLATE.connect()
         send(self.connection, os.getpid())
         self.pid = receive(self.connection)
-        self._finalizer = weakref.finalize(self, _close, self.connection, self.pid)
+        self._crash_report, report = os.pipe()  # the host's faulthandler writes there
+        os.set_blocking(self._crash_report, False)
+        self._finalizer = weakref.finalize(self, _close, self.connection, self.pid,
+                                           self._crash_report)
         send(self.connection, {
             "plugin_path": os.environ.get("BENCHMARK_PLUGINS"), "f": f,
             "generator": generator.get_state(),
             "components": [_entry(component) for component in self.components]})
+        send_handle(self.connection, report, self.pid)
+        os.close(report)
         self._reply("starting")
 
     # the declarations, from the in-process BoundDefense
@@ -248,14 +253,22 @@ class IsolatedDefense:
         return reply
 
     def _ended(self, doing: str) -> PluginFailure:
+        try:
+            report = os.read(self._crash_report, 1 << 16).decode(errors="replace")
+        except OSError:  # nothing written (it exited), or already closed
+            report = ""
         self.close()
+        if "Segmentation fault" in report:
+            return PluginFailure(f"the defense's process crashed (segmentation fault) while "
+                                 f"{doing}, as a write to its read-only input gradients does")
         return PluginFailure(f"the defense's process ended while {doing} (the defense exited, "
-                             "crashed, wrote to its read-only input, or went over its memory "
-                             "limit)")
+                             "crashed, or went over its memory limit)")
 
     def close(self) -> None:
-        """Ends the host and everything it started."""
+        """Ends the host and everything it started; the shared buffers go with the last
+        tensor that views them."""
         self._finalizer()
+        self._rows = self._output = None
 
 
 def _entry(component) -> dict:
@@ -268,10 +281,11 @@ def _entry(component) -> dict:
             "options": dict(component.options)}
 
 
-def _close(connection, pid: int) -> None:
+def _close(connection, pid: int, crash_report: int) -> None:
     try:
         send(connection, ("close",))
     except OSError:
         pass
     connection.close()
+    os.close(crash_report)
     kill_group(pid)

@@ -12,7 +12,8 @@ BROKEN = {
     "raises": ("raise RuntimeError('boom')", "defense raised RuntimeError: boom"),
     "nan": ("return gradients.mean(dim=0) * float('nan')", "non-finite"),
     "shape": ("return gradients.mean(dim=0)[:-1]", "expected a tensor of shape"),
-    "mutates": ("gradients[0] = 0; return gradients.mean(dim=0)", "modified its input"),
+    "mutates": ("gradients[0] = 0; return gradients.mean(dim=0)",  # in its own process: the
+                "write to its read-only input gradients"),             # write is a segfault
     "dtype": ("return gradients.mean(dim=0).double()", "dtype"),
 }
 
