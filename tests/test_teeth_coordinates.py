@@ -177,3 +177,11 @@ def test_rules_built_on_the_statistics(rule, statistic, path):
     result = spec.aggregate(x, 3, **spec.options)
     vector = getattr(result, "vector", result)
     torch.testing.assert_close(vector, statistic(x, 3), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int32])
+def test_other_dtypes_sort_whole_columns_with_torch(dtype):
+    x = (inputs(5, 9, seed=4) * 4).to(dtype)
+    assert torch.equal(sorted_coordinates(x), x.sort(dim=0).values)
+    assert torch.equal(coordinates.coordinate_statistic(x, lambda ordered: ordered[1]),
+                       x.sort(dim=0).values[1])

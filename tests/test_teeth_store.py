@@ -315,13 +315,15 @@ def test_write_problem_accepts_writable_folders_and_leaves_nothing(tmp_path):
 
 def test_write_problem_names_a_file_in_the_way(tmp_path):
     (tmp_path / "file").write_text("x")
-    assert store.write_problem([tmp_path / "ok", tmp_path / "file" / "below"]) == \
+    # folders already tried (tmp_path, twice) are skipped, not the end of the check
+    assert store.write_problem([tmp_path / "ok", tmp_path / "b", tmp_path / "file" / "below"]) == \
         f"{tmp_path / 'file'} is a file, not a folder"
 
 
 def test_write_problem_names_a_folder_that_takes_no_file(tmp_path):
     problem = store.write_problem([tmp_path, "/proc/no-such-cell-folder"])
     assert problem.startswith("cannot create files in /proc (") and problem.endswith(")")
+    assert "Errno" not in problem  # the system's words for the error, not the exception
 
 
 # the trace
@@ -383,6 +385,22 @@ def test_no_trace_without_metrics_rows(cell_copy, text):
     record = sealed_copy(cell_copy)
     assert not (cell_copy / store.TRACE).exists()
     assert set(record["files"]) == {"eval.csv"}
+
+
+def test_run_json_is_written_as_sorted_indented_json(cell_copy):
+    text = (cell_copy / "run.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+def test_the_provenance_record_of_a_config():
+    from benchmark import provenance
+    config = make_config(**CELL)
+    record = store.provenance_record(config)
+    assert record == {
+        "schema_version": 2, "config": config.to_dict(), "config_hash": config.hash(),
+        "versions": behaviour.of_config(config), "code": provenance.code_hashes(config),
+        "packages": provenance.package_versions(), "git": provenance.git_state(),
+        "device": provenance.device_description(config.device)}
 
 
 # the seal
