@@ -266,3 +266,35 @@ def test_krum_bound():
     inner = n - f + f * (n + f * (n - f - 2) - 2) / (n - 2 * f - 2)
     assert api.krum_bound(n, f, 100) == pytest.approx(1 / math.sqrt(2 * inner), rel=1e-15)
     assert api.krum_bound(7, 1, 5) == pytest.approx(1 / math.sqrt(2 * (6 + (7 + 4 - 2) / 3)))
+
+
+def test_two_large_float32_rows_far_out_and_close_together():
+    """With two rows the median distance is their distance: the float32 Gram matrix of
+    rows far from the origin is not accurate enough for it, and is not used."""
+    x = float32_rows()[:2] * 0.01 + 50 * float32_rows(seed=3)[0]
+    x = x.repeat(1, 4)  # 2 rows need 4 times the columns to reach the float32 path
+    assert x.numel() >= distance_kernels.FLOAT32_GRAM_MIN_ENTRIES
+    distances, finite = api.distances_and_finite(x)
+    assert finite.all() and within_tolerance(distances, x)
+
+
+def test_one_large_float32_row():
+    x = float32_rows()[:1].repeat(1, 8)
+    distances, finite = api.distances_and_finite(x)
+    assert distances.tolist() == [[0.0]] and finite.tolist() == [True]
+
+
+def test_the_api_defaults_are_krum():
+    """krum_select(x, f): one row, squared distances, n - f - 2 neighbours; krum_check
+    accepts m = 1 even where n - f = 1."""
+    firsts = {}
+    for seed in range(12):
+        x = randn(9, 3, seed=seed) ** 3
+        assert api.krum_select(x, 2).selected.tolist() == \
+            reference_krum_order(x, 2, True, "n-f-2")[:1]
+        firsts[seed] = {(squared, neighbours): reference_krum_order(x, 2, squared, neighbours)[0]
+                        for squared in (True, False) for neighbours in ("n-f-2", "n-f-1")}
+    # these inputs tell every other option apart from the defaults on the first row
+    for other in [(False, "n-f-2"), (True, "n-f-1")]:
+        assert any(first[other] != first[(True, "n-f-2")] for first in firsts.values())
+    assert api.krum_check(9, 2) is None and api.krum_check(4, 3) is None
