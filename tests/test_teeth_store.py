@@ -572,17 +572,20 @@ def test_cell_folders_skips_temporary_folders_at_any_depth(ran_cell, tmp_path):
 
 
 def test_load_runs_one_row_per_readable_cell(ran_cell, tmp_path):
-    shutil.copytree(ran_cell, tmp_path / "a" / "cell")
+    shutil.copytree(ran_cell, tmp_path / "a" / "cell")  # unreadable, read first
     shutil.copytree(ran_cell, tmp_path / "b" / "cell")
-    (tmp_path / "b" / "cell" / "run.json").write_text("{")
+    shutil.copytree(ran_cell, tmp_path / "c" / "cell")  # a failed run, with its reason
+    (tmp_path / "a" / "cell" / "run.json").write_text("{")
     record = run_json(ran_cell)
+    rewrite(tmp_path / "c" / "cell", {**record, "status": "failed", "reason": "diverged"})
     runs = store.load_runs(tmp_path)
-    assert len(runs) == 1
+    assert runs["path"].tolist() == [str(tmp_path / "b" / "cell"), str(tmp_path / "c" / "cell")]
+    assert runs["status"].tolist() == ["ok", "failed"]
+    assert runs["reason"].tolist()[1] == "diverged"
     row = runs.iloc[0]
-    assert row["path"] == str(tmp_path / "a" / "cell")
-    assert (row["status"], row["config_hash"], row["defense"], row["seed"]) == \
-        ("ok", record["config_hash"], "median", record["config"]["seed"])
-    assert row["reason"] == record.get("reason")
+    assert (row["config_hash"], row["defense"], row["seed"]) == \
+        (record["config_hash"], "median", record["config"]["seed"])
+    assert record["reason"] is None and pd.isna(row["reason"])
     assert row["seconds"] == record["timings"]["seconds"]
     assert row["lr_schedule"] == json.dumps(record["config"]["lr_schedule"])
     flat = {k for k, v in record["summary"].items() if not isinstance(v, (dict, list))}
