@@ -186,6 +186,21 @@ def rewrite(folder, record):
     (folder / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+@pytest.fixture
+def alive_child():
+    """A running process (a sleeping child, ended after the test). A process of our own,
+    so that a mutant sending it a real signal hurts nothing else."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield child
+    child.kill()
+    child.wait()
+
+
+@pytest.fixture
+def alive_pid(alive_child):
+    return alive_child.pid
+
+
 def dead_pid():
     """The id of a process that has ended (a child, waited for)."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -254,8 +269,8 @@ def test_new_temp_dir_empties_this_processes_leftover(tmp_path):
     assert not any(leftover.iterdir())
 
 
-def test_new_temp_dir_removes_only_dead_processes_leftovers_of_its_cell(tmp_path):
-    dead, alive = dead_pid(), os.getppid()
+def test_new_temp_dir_removes_only_dead_processes_leftovers_of_its_cell(tmp_path, alive_pid):
+    dead, alive = dead_pid(), alive_pid
     names = [f"{store.TEMP_PREFIX}cell-{dead}", f"{store.TEMP_PREFIX}old-cell-{dead}",
              f"{store.TEMP_PREFIX}cell-{alive}", f"{store.TEMP_PREFIX}other-{dead}", "cell-x"]
     for name in names:
@@ -266,8 +281,8 @@ def test_new_temp_dir_removes_only_dead_processes_leftovers_of_its_cell(tmp_path
          f"{store.TEMP_PREFIX}cell-{os.getpid()}"])
 
 
-def test_remove_stale_temp_dirs_of_a_whole_folder(tmp_path):
-    dead, alive = dead_pid(), os.getppid()
+def test_remove_stale_temp_dirs_of_a_whole_folder(tmp_path, alive_pid):
+    dead, alive = dead_pid(), alive_pid
     names = [f"{store.TEMP_PREFIX}a-{dead}", f"{store.TEMP_PREFIX}old-b-{dead}",
              f"{store.TEMP_PREFIX}c-{alive}", f"{store.TEMP_PREFIX}d-x", f"e-{dead}"]
     for name in names:
@@ -284,8 +299,10 @@ def test_temp_dir_pid_reads_the_owner_of_temporary_folders_only():
     assert store.temp_dir_pid(store.Path(f"{store.TEMP_PREFIX}a-b")) is None
 
 
-def test_process_exists():
-    assert store.process_exists(os.getpid())
+def test_process_exists(alive_child):
+    assert store.process_exists(alive_child.pid)
+    with pytest.raises(subprocess.TimeoutExpired):  # only asked, not signalled: still runs
+        alive_child.wait(timeout=0.5)
     assert not store.process_exists(dead_pid())
     assert store.process_exists(2 ** 80)  # not a pid this system can check: assumed alive
 
