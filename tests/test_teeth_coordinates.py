@@ -185,3 +185,20 @@ def test_other_dtypes_sort_whole_columns_with_torch(dtype):
     assert torch.equal(sorted_coordinates(x), x.sort(dim=0).values)
     assert torch.equal(coordinates.coordinate_statistic(x, lambda ordered: ordered[1]),
                        x.sort(dim=0).values[1])
+
+
+def test_infinities_and_overflow_raise_no_numpy_warning(monkeypatch):
+    """inf - inf (NaN, as in torch) and sums past float32's range (inf) are results, not
+    errors: the numpy path reports nothing to the user."""
+    import warnings
+    monkeypatch.setattr(coordinates, "COMPILED", False)
+    big = 3e38
+    x = torch.tensor([[math.inf, big], [-math.inf, big], [-math.inf, big], [math.inf, big],
+                      [1.0, big]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        around_median = coordinate_mean_around_median(x, 2)
+        around_trimmed = coordinate_mean_around_trimmed_mean(x, 1, 3)
+        trimmed = coordinate_trimmed_mean(x, 1)
+    assert around_median[1] == around_trimmed[1] == trimmed[1] == math.inf
+    assert trimmed[0].isnan()  # -inf + 1 + inf
