@@ -375,11 +375,11 @@ def test_the_trace_keeps_every_kth_step_and_the_last(cell_copy, rows, kept):
 
 def test_the_trace_keeps_its_columns_in_order_to_five_digits(cell_copy):
     frame = pd.DataFrame({"other": [0.5], "honest_ratio": [1234.56789], "loss": [1 / 3],
-                          "step": [0]})
+                          "step": [0], "bound_squared": [1.234567e-7]})
     frame.to_csv(cell_copy / "metrics.csv", index=False)
     record = sealed_copy(cell_copy)
     text = gzip.decompress((cell_copy / store.TRACE).read_bytes()).decode()
-    assert text == "step,loss,honest_ratio\n0,0.33333,1234.6\n"
+    assert text == "step,loss,honest_ratio,bound_squared\n0,0.33333,1234.6,1.2346e-07\n"
     assert record["files"][store.TRACE] == hashlib.sha256(text.encode()).hexdigest()
 
 
