@@ -79,6 +79,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     started, clock, cpu_clock = store.now(), time.monotonic(), time.process_time()
     previous_seconds = saved["seconds"] if saved else 0.0
     metric_rows, eval_rows = [], []
+    defense_cpu = 0.0  # the CPU time of the defense's own process, if it has one
     with plugins.noting_ctrl_c():
         try:
             simulation = engine.Simulation(config, isolate_defense=wanted(config.device),
@@ -134,7 +135,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
             metrics_log.close()
             eval_log.close()
             if simulation is not None:
-                simulation.close()
+                defense_cpu = simulation.close()
     strays = _remove_strays(temp)
     if strays:
         outcome = engine.Outcome("failed", f"a plugin wrote into the cell's folder ({strays}); "
@@ -145,8 +146,10 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     record.update(status=outcome.status, reason=outcome.reason, started=started,
                   finished=store.now(), steps_done=outcome.steps_done,
                   timings={"seconds": round(previous_seconds + time.monotonic() - clock, 3),
-                           # this process's CPU time (a resumed run: since it resumed)
-                           "cpu_seconds": round(time.process_time() - cpu_clock, 3)},
+                           # CPU time of this process and of the defense's own (a resumed
+                           # run: since it resumed)
+                           "cpu_seconds": round(time.process_time() - cpu_clock + defense_cpu,
+                                                3)},
                   summary=summary)
     if saved:
         record["resumed_from_step"] = saved["step"]

@@ -147,6 +147,9 @@ class Host:
     def _state(self):
         return ("ok", self.defense.states, self.defense.generator.get_state())
 
+    def _cpu(self):
+        return ("ok", time.process_time())
+
     def _set_state(self, states, generator):
         self.defense.states = states
         self.defense.generator.set_state(generator)

@@ -139,10 +139,14 @@ class Simulation:
         """An isolated defense's input is built in the memory its process shares."""
         channel.allocate = getattr(defense, "input_buffer", None)
 
-    def close(self) -> None:
-        """Ends the processes of isolated defenses (a no-op for in-process ones)."""
+    def close(self) -> float:
+        """Ends the processes of isolated defenses (a no-op for in-process ones); returns
+        the CPU seconds they used, which the run's own process time does not count."""
+        seconds = 0.0
         for isolated in self.isolated:
+            seconds += isolated.cpu_seconds()
             isolated.close()
+        return seconds
 
     def _replicate(self, generator, defense) -> ReplicatedServers:
         """The correct servers beside the first (each with its own defense state, generators

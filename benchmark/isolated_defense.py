@@ -264,6 +264,13 @@ class IsolatedDefense:
         return PluginFailure(f"the defense's process ended while {doing} (the defense exited, "
                              "crashed, or went over its memory limit)")
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the host has used (0 once it has ended)."""
+        try:
+            return self._ask(("cpu",), "reporting its CPU time")[1]
+        except (PluginFailure, OSError, ValueError):
+            return 0.0
+
     def close(self) -> None:
         """Ends the host and everything it started; the shared buffers go with the last
         tensor that views them."""

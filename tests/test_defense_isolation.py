@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from benchmark import executors
+from benchmark import executors, store
 from benchmark.config import make_config
 from benchmark.engine import Simulation
 from benchmark.isolated_defense import IN_PROCESS_VARIABLE
@@ -230,3 +230,14 @@ def test_an_isolated_defense_cannot_write_its_input_and_an_attack_writing_honest
                                   "aggregating, as a write to its read-only input gradients does")
     assert inside[1].reason.startswith("attack modified the honest vectors it was given, or")
     assert isolated[1].reason == "attack modified the honest vectors it was given"
+
+
+def test_a_cells_cpu_time_counts_its_isolated_defenses_process(plugin_dir, tmp_path,
+                                                               monkeypatch):
+    hostile(plugin_dir, "burner", """
+            started = time.process_time()
+            while time.process_time() - started < 0.05:
+                pass""")
+    (result,) = run([config("burner", steps=10)], tmp_path, False, monkeypatch)
+    assert result.status == "ok", result.reason
+    assert store.read_run(result.folder)["timings"]["cpu_seconds"] >= 10 * 0.05
