@@ -175,9 +175,9 @@ class IsolatedDefense:
     # the calls, answered by the host
     def input_buffer(self, rows: int, d: int, dtype: torch.dtype) -> torch.Tensor:
         """A [rows, d] tensor in memory the host shares, for the channel to fill."""
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if self._rows is None or rows * d * itemsize > self._capacity or self._d != (d, dtype):
-            self._share(rows * d * itemsize, d * itemsize)
+        if self._rows is None or rows * d * dtype.itemsize > self._capacity \
+                or self._d != (d, dtype):
+            self._share(rows * d * dtype.itemsize, d * dtype.itemsize)
             self._d = (d, dtype)
         return torch.frombuffer(self._rows, dtype=dtype, count=rows * d).view(rows, d)
 
@@ -193,6 +193,7 @@ class IsolatedDefense:
             os.close(handle)
         (_, self._rows), (_, self._output) = buffers
         self._capacity = nbytes
+        self._start = torch.frombuffer(self._rows, dtype=torch.uint8, count=1).data_ptr()
 
     def __call__(self, gradients: torch.Tensor):
         rows, d = gradients.shape
@@ -209,10 +210,9 @@ class IsolatedDefense:
         return vector, selected
 
     def _holds(self, tensor: torch.Tensor) -> bool:
-        if self._rows is None or tensor.dtype != self._d[1]:
-            return False
-        start = torch.frombuffer(self._rows, dtype=tensor.dtype, count=1).data_ptr()
-        return tensor.data_ptr() == start and tensor.is_contiguous()
+        """Whether `tensor` is the shared buffer's rows (the channel built it there)."""
+        return (self._rows is not None and tensor.dtype == self._d[1]
+                and tensor.data_ptr() == self._start and tensor.is_contiguous())
 
     def probe(self, gradients: torch.Tensor) -> torch.Tensor:
         return self._ask(("probe", gradients, self.server_gradient), "probed")[1]
