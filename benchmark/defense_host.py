@@ -29,18 +29,9 @@ import time
 import warnings
 from multiprocessing.connection import Listener
 
+from .host_wire import receive, send_reply
+
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
-
-
-def send(connection, message) -> None:
-    """Plain pickles, both ways: multiprocessing's own would pass tensors through torch's
-    shared-memory reducer, which hands file descriptors over a second, separately
-    authenticated channel."""
-    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def receive(connection):
-    return pickle.loads(connection.recv_bytes())
 
 
 def _exception_reply(error: BaseException) -> tuple:
@@ -104,7 +95,7 @@ class Host:
         from multiprocessing.reduction import recv_handle
 
         connection = self.connection
-        send(connection, ("ready",))
+        send_reply(connection, ("ready",))
         while True:
             try:
                 message = receive(connection)
@@ -121,7 +112,7 @@ class Host:
                 reply = getattr(self, f"_{kind}")(*message[1:])
             except BaseException as error:  # whatever the plugin raises ends in a reply
                 reply = _exception_reply(error)
-            send(connection, reply)
+            send_reply(connection, reply)
 
     def _aggregate(self, rows: int, d: int, dtype, server_gradient):
         from .plugins import PluginFailure
@@ -176,7 +167,7 @@ def _host(connection) -> None:
         try:
             host = Host(connection)
         except BaseException as error:  # a component that fails to import or to build
-            send(connection, _exception_reply(error))
+            send_reply(connection, _exception_reply(error))
             raise
         host.serve()
     except BaseException:  # noqa: BLE001 (the run sees the connection close)
@@ -251,7 +242,7 @@ def main() -> None:
                 listener.close()
                 _host(connection)
             hosts[pid] = owner
-        send(connection, pid)
+        send_reply(connection, pid)
         connection.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
+import pickle
 import secrets
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .defense_host import receive, send
+from .host_wire import receive_reply, send
 from .plugins import BoundDefense, PluginFailure
 from .worker_hygiene import kill_group
 
@@ -143,7 +144,7 @@ class IsolatedDefense:
         self._capacity = 0
         self.connection = TEMPLATE.connect()
         send(self.connection, os.getpid())
-        self.pid = receive(self.connection)
+        self.pid = receive_reply(self.connection)
         self._crash_report, report = os.pipe()  # the host's faulthandler writes there
         os.set_blocking(self._crash_report, False)
         self._finalizer = weakref.finalize(self, _close, self.connection, self.pid,
@@ -245,9 +246,13 @@ class IsolatedDefense:
                 self.close()
                 raise PluginFailure(f"defense did not answer while {doing} within the cell's "
                                     "time budget; its process was killed")
-            reply = receive(self.connection)
+            reply = receive_reply(self.connection)
         except (EOFError, OSError):
             raise self._ended(doing) from None
+        except pickle.UnpicklingError as error:  # code in a reply: the host is not trusted
+            self.close()
+            raise PluginFailure(f"the defense's process sent a reply that is not data while "
+                                f"{doing} ({error}); its process was killed") from None
         if reply[0] == "raised":
             raise _raised(reply[1], reply[2])
         return reply

@@ -131,6 +131,41 @@ def test_a_hostile_defense_fails_only_its_own_cell(plugin_dir, tmp_path, monkeyp
     assert math.isfinite(results[1].summary["final_accuracy"])
 
 
+SMUGGLER = """
+    import os
+    import pickle
+    import sys
+    from benchmark.api import Defense
+
+    class Payload:  # loading it would make a folder in the run's process
+        def __reduce__(self):
+            return (os.mkdir, ({marker!r},))
+
+    def send_code(connection, message):
+        connection.send_bytes({tag!r} + pickle.dumps(("ok", Payload())))
+
+    def aggregate(gradients, f):
+        for module in list(sys.modules.values()):  # the host's module is __main__ there
+            if hasattr(module, "send_reply"):
+                module.send_reply = send_code
+        return gradients.mean(dim=0)
+
+    defense = Defense(name="smuggler", aggregate=aggregate)
+"""
+
+
+@pytest.mark.parametrize("tag", [b"P", b"T"])
+def test_a_reply_that_names_code_fails_the_cell_and_runs_nothing_in_the_run(
+        plugin_dir, tmp_path, monkeypatch, tag):
+    marker = tmp_path / "ran"
+    write_plugin(plugin_dir, "defenses", "smuggler", SMUGGLER.format(marker=str(marker),
+                                                                      tag=tag))
+    (result,) = run([config("smuggler")], tmp_path / "results", False, monkeypatch)
+    assert result.status == "failed"
+    assert "sent a reply that is not data while aggregating" in result.reason
+    assert not marker.exists()
+
+
 def test_a_host_holds_no_file_of_the_run_and_starts_in_a_scratch_folder(plugin_dir, tmp_path,
                                                                         monkeypatch):
     hostile(plugin_dir, "wanderer", f"""
