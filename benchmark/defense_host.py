@@ -20,7 +20,6 @@ import faulthandler
 import importlib
 import mmap
 import os
-import pickle
 import resource
 import sys
 import tempfile
