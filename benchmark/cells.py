@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, engine, plugins, store
+from . import checkpoint, defense_catalog, engine, plugins, store
 from .isolated_defense import wanted
 from .api import UsageError
 from .config import RunConfig
@@ -82,8 +82,10 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     defense_cpu = 0.0  # the CPU time of the defense's own process, if it has one
     with plugins.noting_ctrl_c():
         try:
-            simulation = engine.Simulation(config, isolate_defense=wanted(config.device),
-                                           stream_key=stream_key)
+            isolated = wanted(config.device)
+            with defense_catalog.imported_here(not isolated or config.servers > 1):
+                simulation = engine.Simulation(config, isolate_defense=isolated,
+                                               stream_key=stream_key)
             if saved:
                 simulation.load_state_dict(saved["simulation"])
         except UsageError:

@@ -59,18 +59,13 @@ def _load_components(entries: list[dict]):
 class Host:
     """One run's defense, served over `connection` until the run closes it."""
 
-    def __init__(self, connection):
+    def __init__(self, connection, setup: dict):
         import torch
 
         from .plugins import BoundDefense
 
         self.connection = connection
         warnings.filterwarnings("ignore", message="The given buffer is not writable")
-        setup = receive(connection)
-        if setup["plugin_path"] is None:
-            os.environ.pop("BENCHMARK_PLUGINS", None)
-        else:
-            os.environ["BENCHMARK_PLUGINS"] = setup["plugin_path"]
         generator = torch.Generator(device="cpu")
         generator.set_state(setup["generator"])
         from multiprocessing.reduction import recv_handle
@@ -163,8 +158,17 @@ def _host(connection) -> None:
         os.chdir(tempfile.mkdtemp(prefix="defense-host-"))
         if sys.platform.startswith("linux"):
             _limit_memory()
+        setup = receive(connection)
+        if setup["plugin_path"] is None:
+            os.environ.pop("BENCHMARK_PLUGINS", None)
+        else:
+            os.environ["BENCHMARK_PLUGINS"] = setup["plugin_path"]
+        if setup.get("catalog"):  # every defense's declarations (benchmark.defense_catalog)
+            from .defense_catalog import serve
+            serve(connection)
+            return
         try:
-            host = Host(connection)
+            host = Host(connection, setup)
         except BaseException as error:  # a component that fails to import or to build
             send_reply(connection, _exception_reply(error))
             raise

@@ -12,8 +12,9 @@ in-process defense would give; a host that exits, crashes or is killed (memory l
 the cell with the reason; one that does not answer within the cell's time budget is killed.
 Each run gets a fresh host; `close` kills it and whatever it started.
 
-The run keeps an in-process `BoundDefense` for the rule's declarations only (check, shapes,
-bound, flags), which it never calls. Set BENCHMARK_DEFENSE_IN_PROCESS=1 (the commands'
+The run keeps a `BoundDefense` for the rule's declarations only (check, shapes, bound,
+flags), which it never calls; in the commands' processes those come from a catalog process
+and no defense module is imported (benchmark.defense_catalog). Set BENCHMARK_DEFENSE_IN_PROCESS=1 (the commands'
 `--in-process-defense`) to run defenses in the run's process, for debugging.
 """
 from __future__ import annotations
@@ -81,6 +82,7 @@ class _Template:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
         env.pop(self.VARIABLE, None)
+        env.pop("BENCHMARK_DEFENSE_DECLARATIONS", None)  # its catalogs import the defenses
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmark.defense_host"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, cwd=ROOT)

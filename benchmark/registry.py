@@ -71,9 +71,26 @@ def _module_sources(package_name: str):
                                                        info.name)
 
 
-@functools.cache
 def discover(kind: str) -> dict[str, Plugin]:
-    """Every plugin of `kind`, by name. A module that fails to import is kept with its error."""
+    """Every plugin of `kind`, by name. A module that fails to import is kept with its error.
+    In a process that runs cells with isolated defenses, the defenses are not imported here:
+    their declarations come from a child (benchmark.defense_catalog)."""
+    from . import defense_catalog
+
+    return _discover(kind, kind == "defense" and defense_catalog.wanted())
+
+
+def forget() -> None:
+    """Discover again on the next call (the plugin folders or files changed)."""
+    _discover.cache_clear()
+
+
+@functools.cache
+def _discover(kind: str, declared_by_child: bool) -> dict[str, Plugin]:
+    if declared_by_child:
+        from . import defense_catalog
+
+        return defense_catalog.plugins()
     package_name, spec_type = KINDS[kind]
     found: dict[str, Plugin] = {}
     for folder, stem, load in _module_sources(package_name):

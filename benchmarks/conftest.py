@@ -51,7 +51,7 @@ def paper_shape(tmp_path_factory):
         (folder / "tasks" / "mnist_shape.py").write_text(SYNTHETIC_TASK)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(registry.PLUGIN_PATH_VARIABLE, str(folder))
-            registry.discover.cache_clear()
+            registry.forget()
             yield dict(task="mnist-shape", **PAPER_SHAPE)
-        registry.discover.cache_clear()
+        registry.forget()
     torch.set_num_threads(threads)

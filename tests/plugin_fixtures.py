@@ -12,7 +12,7 @@ def write_plugin(root: Path, kind_folder: str, stem: str, source: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.py"
     path.write_text(textwrap.dedent(source))
-    registry.discover.cache_clear()
+    registry.forget()
     return path
 
 
@@ -22,6 +22,6 @@ def plugin_dir(tmp_path, monkeypatch):
     root = tmp_path / "plugins"
     root.mkdir()
     monkeypatch.setenv(registry.PLUGIN_PATH_VARIABLE, str(root))
-    registry.discover.cache_clear()
+    registry.forget()
     yield root
-    registry.discover.cache_clear()
+    registry.forget()

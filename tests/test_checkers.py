@@ -53,7 +53,7 @@ def test_a_plugin_that_switches_the_seal_check_off_at_import_does_not_reach_the_
     assert check_board(results, board) == 1
     assert store.seal_problem is honest_seal
     assert not [name for name in sys.modules if "zz_helper" in name]
-    assert registry.discover.cache_info().currsize == 0  # no discovery in this process
+    assert registry._discover.cache_info().currsize == 0  # no discovery in this process
 
 
 def commit(root):

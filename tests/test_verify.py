@@ -67,7 +67,7 @@ def test_a_plugin_patching_the_comparison_does_not_reach_verify(results, plugin_
     assert verify(results, "--sample", "all", "--defense", "median") == 1
     assert "MISMATCH tiny/digits/median/little/update-f2-s2-" in capsys.readouterr().out
     assert not [name for name in sys.modules if "zz_helper" in name]
-    assert registry.discover.cache_info().currsize == 0  # the re-runs discover in children
+    assert registry._discover.cache_info().currsize == 0  # the re-runs discover in children
 
 
 def test_a_keyed_rerun_of_an_order_invariant_rule_gives_the_stored_bytes(results, capsys):

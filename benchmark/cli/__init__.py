@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from ..api import UsageError
 
 USAGE_EXIT = 2
+# what a command sets for itself and its workers (cli._common.apply_defense_process)
+PROCESS_SETTINGS = ("BENCHMARK_DEFENSE_IN_PROCESS", "BENCHMARK_DEFENSE_DECLARATIONS")
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return USAGE_EXIT
+    saved = {name: os.environ.get(name) for name in PROCESS_SETTINGS}
     try:
         return args.handler(args) or 0
     except UsageError as error:
@@ -53,3 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: completed cells are kept; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -51,11 +51,16 @@ def add_defense_process(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_defense_process(args: argparse.Namespace) -> None:
-    """Before any cell runs: --in-process-defense, for this process and its workers."""
-    from ..isolated_defense import IN_PROCESS_VARIABLE
+    """Before any cell runs: --in-process-defense, for this process and its workers. Without
+    it, these processes take the defenses' declarations from a child and never import a
+    defense module (benchmark.defense_catalog); `main` restores both settings."""
+    from .. import defense_catalog
+    from ..isolated_defense import IN_PROCESS_VARIABLE, wanted
 
     if args.in_process_defense:
         os.environ[IN_PROCESS_VARIABLE] = "1"
+    elif wanted("cpu"):
+        os.environ[defense_catalog.VARIABLE] = "child"
 
 
 def add_cell_identity(parser: argparse.ArgumentParser) -> None:
