@@ -89,7 +89,9 @@ def serve(connection) -> None:
 class _Catalog:
     def __init__(self):
         from .isolated_defense import TEMPLATE
+        from .process_guard import keep_memory_private
 
+        keep_memory_private()  # the catalog cannot read this process
         self.lock = threading.Lock()
         self.connection = TEMPLATE.connect()
         send(self.connection, os.getpid())

@@ -29,6 +29,7 @@ import warnings
 from multiprocessing.connection import Listener
 
 from .host_wire import receive, send_reply
+from .process_guard import drop_privileges, keep_memory_private
 
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
 
@@ -158,6 +159,7 @@ def _host(connection) -> None:
         os.chdir(tempfile.mkdtemp(prefix="defense-host-"))
         if sys.platform.startswith("linux"):
             _limit_memory()
+        drop_privileges()  # before any plugin is imported (benchmark.process_guard)
         setup = receive(connection)
         if setup["plugin_path"] is None:
             os.environ.pop("BENCHMARK_PLUGINS", None)
@@ -220,6 +222,7 @@ def main() -> None:
     from .worker_hygiene import adopt_orphans
 
     processes.single_thread()
+    keep_memory_private()  # its hosts, once without capabilities, cannot read or attach to it
     for module in ("torch", f"{__package__}.plugins"):  # imported once, inherited by each host
         importlib.import_module(module)
     warm_up()

@@ -36,6 +36,7 @@ import torch
 
 from .host_wire import receive_reply, send
 from .plugins import BoundDefense, PluginFailure
+from .process_guard import keep_memory_private
 from .worker_hygiene import kill_group
 
 IN_PROCESS_VARIABLE = "BENCHMARK_DEFENSE_IN_PROCESS"
@@ -136,6 +137,7 @@ class IsolatedDefense:
 
     def __init__(self, text: str, f: int, generator: torch.Generator,
                  deadline: float | None = None):
+        keep_memory_private()  # the host cannot read this process (benchmark.process_guard)
         self.declared = BoundDefense(text, f, generator)  # declarations only, never called
         self.f = f
         self.components = self.declared.components

@@ -276,3 +276,31 @@ def test_a_cells_cpu_time_counts_its_isolated_defenses_process(plugin_dir, tmp_p
     (result,) = run([config("burner", steps=10)], tmp_path, False, monkeypatch)
     assert result.status == "ok", result.reason
     assert store.read_run(result.folder)["timings"]["cpu_seconds"] >= 10 * 0.05
+
+
+READER = """
+    from benchmark.api import Defense
+
+    def aggregate(gradients, f):
+        with open("/proc/{pid}/maps") as maps:  # the run's memory, region by region
+            regions = [line.split()[0].split("-") for line in maps if " r" in line]
+        with open("/proc/{pid}/mem", "rb") as memory:
+            start, end = (int(value, 16) for value in regions[0])
+            memory.seek(start)
+            memory.read(min(end - start, 4096))
+        raise RuntimeError("read the run's memory")
+
+    defense = Defense(name="reader", aggregate=aggregate)
+"""
+
+
+def test_a_defense_cannot_read_the_memory_of_the_process_that_holds_the_run(plugin_dir):
+    from benchmark.plugins import PluginFailure
+
+    write_plugin(plugin_dir, "defenses", "reader", READER.format(pid=os.getpid()))
+    simulation = Simulation(config("reader"), isolate_defense=True)
+    try:
+        with pytest.raises(PluginFailure, match="PermissionError|denied"):
+            simulation.step()
+    finally:
+        simulation.close()
