@@ -56,11 +56,13 @@ def apply_defense_process(args: argparse.Namespace) -> None:
     defense module (benchmark.defense_catalog); `main` restores both settings."""
     from .. import defense_catalog
     from ..isolated_defense import IN_PROCESS_VARIABLE, wanted
+    from ..process_guard import keep_memory_private
 
     if args.in_process_defense:
         os.environ[IN_PROCESS_VARIABLE] = "1"
     elif wanted("cpu"):
         os.environ[defense_catalog.VARIABLE] = "child"
+        keep_memory_private()  # what it holds (a keyed re-run's secret) out of a host's reach
 
 
 def add_cell_identity(parser: argparse.ArgumentParser) -> None:
