@@ -86,3 +86,48 @@ def test_keyed_needs_a_tolerance_and_the_defense_in_its_own_process(results, cap
                                                                      message):
     assert verify(results, "--sample", "1", "--keyed", *extra) == 2
     assert message in capsys.readouterr().err
+
+
+DEDUP = """
+    from benchmark.api import Defense
+
+    def aggregate(gradients, f):  # the mean of the rows that have no bit-identical twin
+        twins = (gradients[:, None] == gradients[None]).all(dim=2).sum(dim=1) > 1
+        return gradients[~twins].mean(dim=0) if (~twins).any() else gradients.mean(dim=0)
+
+    defense = Defense(name="dedup", aggregate=aggregate)
+"""
+
+
+def test_a_jittered_rerun_rejects_a_defense_that_drops_the_attacks_identical_rows(
+        tiny, plugin_dir, tmp_path, capsys):
+    from benchmark.config import make_config
+    from benchmark.executors import run_serial
+
+    write_plugin(plugin_dir, "defenses", "dedup", DEDUP)
+    root = tmp_path / "results"
+    # empire sends f identical rows; at f = 5 of 11 the honest mean beats every rule here
+    run_serial([make_config(defense=defense, attack="empire", f=5, steps=20, eval_every=20,
+                            seed=seed, profile="tiny")
+                for defense in ("dedup", "median") for seed in (1, 2)], root,
+               lambda result: None)
+    jittered = ("--sample", "all", "--keyed", "--jitter", "0.00001", "--tolerance", "0.04")
+    assert verify(root, *jittered, "--defense", "median") == 0
+    capsys.readouterr()
+    assert verify(root, "--sample", "all", "--defense", "dedup") == 0  # its own cells
+    assert verify(root, *jittered, "--defense", "dedup") == 1
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH tiny/digits/dedup/empire/") == 2, out
+
+
+@pytest.mark.parametrize("value", ["0", "-0.001", "0.5", "nan"])
+def test_a_jitter_outside_its_range_is_refused(results, value, capsys):
+    with pytest.raises(SystemExit):
+        verify(results, "--sample", "1", "--jitter", value, "--tolerance", "0.1")
+    assert "--jitter is a fraction of each Byzantine vector's RMS coordinate" in \
+        capsys.readouterr().err
+
+
+def test_jitter_needs_a_tolerance(results, capsys):
+    assert verify(results, "--sample", "1", "--jitter", "0.001") == 2
+    assert "give --tolerance T" in capsys.readouterr().err

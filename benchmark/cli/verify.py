@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 import secrets
@@ -37,6 +38,17 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _jitter(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 0.1:
+        raise argparse.ArgumentTypeError(f"--jitter is a fraction of each Byzantine vector's "
+                                         f"RMS coordinate in (0, 0.1], e.g. 0.001, not {text!r}")
+    return value
+
+
 def register(commands) -> None:
     parser = commands.add_parser(
         "verify", help="re-run K random stored cells and require identical metrics",
@@ -63,6 +75,13 @@ def register(commands) -> None:
                              "invariant, deterministic rule gives the same bytes): give "
                              "--tolerance, about the task's seed noise; status and steps must "
                              "match")
+    parser.add_argument("--jitter", type=_jitter, metavar="J",
+                        help="re-run with the Byzantine vectors jittered (RunConfig."
+                             "attack_jitter = J, e.g. 0.001: Gaussian noise of J times each "
+                             "vector's RMS coordinate), so that no two are bit-identical: a "
+                             "defense that scores by recognising the attack's identical rows "
+                             "loses that gain and fails the comparison, where a rule that "
+                             "does not moves as another seed would. Needs --tolerance")
     parser.add_argument("--task", action="append", help="only this task's cells (repeatable)")
     parser.add_argument("--defense", action="append",
                         help="only this defense's cells, by its label as stored, e.g. median, "
@@ -173,6 +192,9 @@ def main(args) -> int:
     if args.keyed and args.tolerance is None:
         raise UsageError("--keyed re-runs differ from the stored cells as another seed would: "
                          "give --tolerance T, e.g. --tolerance 0.05")
+    if args.jitter is not None and args.tolerance is None:
+        raise UsageError("--jitter re-runs differ from the stored cells as another seed "
+                         "would: give --tolerance T, e.g. --tolerance 0.03")
     stream_key = secrets.token_bytes(32) if args.keyed else None
     root = Path(args.results)
     if not root.is_dir():
@@ -197,6 +219,8 @@ def main(args) -> int:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="verify-") as scratch:
             config = RunConfig.from_dict(record["config"])
+            if args.jitter is not None and not config.attack_jitter:
+                config = dataclasses.replace(config, attack_jitter=args.jitter)
             result = run_guarded(config, scratch, resume=False, stream_key=stream_key)
             rerun = store.read_run(result.folder) if result.folder else None
             if rerun is None:
