@@ -83,7 +83,7 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     with plugins.noting_ctrl_c():
         try:
             isolated = wanted(config.device)
-            with defense_catalog.imported_here(not isolated or config.servers > 1):
+            with defense_catalog.imported_here(not isolated):
                 simulation = engine.Simulation(config, isolate_defense=isolated,
                                                stream_key=stream_key)
             if saved:

@@ -11,8 +11,8 @@ them; their `check`, `upper_bound` and `resize` are calls to that process, answe
 data only (benchmark.host_wire). Their `aggregate` is never called in the run: the run's
 own host (benchmark.isolated_defense) imports the rule's files and runs it.
 
-Runs that still call a rule in the run's process (on a GPU, and the replicated servers'
-pull and gather rules) import the defenses there (`cells.run_cell`).
+Runs that still call a rule in the run's process (on a GPU) import the defenses there
+(`cells.run_cell`).
 """
 from __future__ import annotations
 

@@ -103,11 +103,11 @@ class Simulation:
         deadline = (None if config.time_budget is None
                      else time.monotonic() + config.time_budget)
 
-        def defense(generator):
+        def defense(generator, text=config.defense, f=config.f):
             if not isolate_defense:
-                return BoundDefense(config.defense, config.f, generator)
+                return BoundDefense(text, f, generator)
             from .isolated_defense import IsolatedDefense
-            isolated = IsolatedDefense(config.defense, config.f, generator, deadline)
+            isolated = IsolatedDefense(text, f, generator, deadline)
             self.isolated.append(isolated)
             return isolated
 
@@ -161,7 +161,8 @@ class Simulation:
             channels.append(Channel(generator("servers", 2 * index + 1), self.device))
             self._link(channels[-1], servers[-1].defense)
         return ReplicatedServers(config, servers, channels, self.adversary,
-                                 (generator("model_rules", 0), generator("model_rules", 1)))
+                                 (generator("model_rules", 0), generator("model_rules", 1)),
+                                 make_rule=lambda text, f, rules: defense(rules, text, f))
 
     # what the stages hold, under the names the rest of the code has always used
     theta = _forward("server", "theta")

@@ -36,7 +36,11 @@ CASES = [("median", "little", {}), ("krum", "fang-krum", {}),  # the attack prob
          ("cclip", "minmax", {}), ("bucketing+cclip", "signflip", {}),  # stateful, randomized
          ("fltrust", "mimic", {}), ("signguard", "none", {}),  # server's data; selected rows
          ("median", "little", {"servers": 3, "byzantine_servers": 1,
-                               "server_attack": "model-little", "gather_every": 4})]
+                               "server_attack": "model-little", "gather_every": 4}),
+         ("bucketing+cclip", "little", {"servers": 5, "byzantine_servers": 1,  # servers
+                               # that drift apart, and randomized model rules
+                               "server_attack": "model-little", "gather_every": 2,
+                               "gather_rule": "bucketing:s=2+median", "pull_rule": "dnc"})]
 
 
 def test_isolated_defenses_store_the_same_bytes_as_in_process(tmp_path, monkeypatch):

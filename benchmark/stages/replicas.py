@@ -64,21 +64,39 @@ def check_model_rules(config: RunConfig) -> None:
                 "lower byzantine_servers") from None
 
 
+def _call(rule, generator: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
+    """The rule's vector; a randomized rule whose generator is elsewhere (its own process)
+    draws from `generator`'s current state, which then moves on as the rule's did."""
+    if rule.generator is generator or not any(c.spec.randomized for c in rule.components):
+        return rule(rows)[0]
+    rule.generator.set_state(generator.get_state())
+    vector = rule(rows)[0]
+    generator.set_state(rule.generator.get_state())
+    return vector
+
+
 def _shuffled(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return rows.index_select(0, torch.randperm(len(rows), generator=generator).to(rows.device))
 
 
 class ReplicatedServers:
-    """The correct servers, their channels, and the pull and gather rules."""
+    """The correct servers, their channels, and the pull and gather rules.
+
+    A rule's generator draws the order of its rows here and is the rule's own generator:
+    `make_rule(text, f, generator)` gives the rule (a BoundDefense, or an IsolatedDefense,
+    whose generator lives in its host: it is handed over around each call of a randomized
+    rule, so both draw from one stream in the same order either way)."""
 
     def __init__(self, config: RunConfig, servers: list[Server], channels: list[Channel],
-                 adversary: Adversary, rule_generators: tuple[torch.Generator, torch.Generator]):
+                 adversary: Adversary, rule_generators: tuple[torch.Generator, torch.Generator],
+                 make_rule=BoundDefense):
         self.config, self.adversary = config, adversary
         self.servers, self.channels = servers, channels
-        self.pull_rule = BoundDefense(config.pull_rule, config.byzantine_servers,
-                                      rule_generators[0])
-        self.gather_rule = BoundDefense(config.gather_rule, config.byzantine_servers,
-                                        rule_generators[1])
+        self.generators = rule_generators
+        self.pull_rule = make_rule(config.pull_rule, config.byzantine_servers,
+                                   rule_generators[0])
+        self.gather_rule = make_rule(config.gather_rule, config.byzantine_servers,
+                                     rule_generators[1])
 
     def models(self) -> torch.Tensor:
         """The correct servers' models, [c, d]."""
@@ -88,10 +106,12 @@ class ReplicatedServers:
                  recipients: int) -> torch.Tensor:
         """Each recipient's rule over the correct models and what the Byzantine servers
         sent it: [d] when every recipient got the same models, else [recipients, d]."""
+        generator = self.generators[rule is self.gather_rule]
         if sent.dim() == 2:
             rows = torch.cat([correct, sent])
-            return rule(_shuffled(rows, rule.generator))[0]
-        combined = [rule(_shuffled(torch.cat([correct, sent[:, r]]), rule.generator))[0]
+            return _call(rule, generator, _shuffled(rows, generator))
+        combined = [_call(rule, generator, _shuffled(torch.cat([correct, sent[:, r]]),
+                                                     generator))
                     for r in range(recipients)]
         return torch.stack(combined)
 
@@ -121,8 +141,7 @@ class ReplicatedServers:
     def state_dict(self) -> dict:
         return {"servers": [server.state_dict() for server in self.servers],
                 "channels": [channel.state_dict() for channel in self.channels],
-                "rule_generators": [self.pull_rule.generator.get_state(),
-                                    self.gather_rule.generator.get_state()]}
+                "rule_generators": [generator.get_state() for generator in self.generators]}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["servers"]) != len(self.servers):
@@ -132,5 +151,5 @@ class ReplicatedServers:
             server.load_state_dict(saved)
         for channel, saved in zip(self.channels, state["channels"]):
             channel.load_state_dict(saved)
-        for rule, saved in zip((self.pull_rule, self.gather_rule), state["rule_generators"]):
-            rule.generator.set_state(saved)
+        for generator, saved in zip(self.generators, state["rule_generators"]):
+            generator.set_state(saved)
