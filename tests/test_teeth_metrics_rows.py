@@ -128,6 +128,33 @@ def test_rows_expanded_along_their_columns_are_measured():
         assert values[f"{name}_norm"] == pytest.approx(math.sqrt(20), rel=1e-12)
 
 
+# --- identical rows of infinities have no deviation ------------------------------------------
+# Mutations killed: the memcmp comparison of a contiguous CPU set skipped (its result
+# dropped, inverted, or the device misnamed), and an expanded row not recognised as one:
+# the element-wise comparison then finds inf == inf and gives a deviation of 0.
+
+def test_identical_infinite_rows_have_an_undefined_deviation():
+    row = torch.tensor([math.inf, 1.0], dtype=F64)
+    sampled = torch.tensor([[1.0, 2.0], [3.0, 0.0]], dtype=F64)
+    for layout, attack in {"contiguous": row.repeat(3, 1), "expanded": row.expand(3, -1)}.items():
+        values = measure(StepMetrics(True, 0.9, 5, None), 0, sampled, attack=attack)
+        assert math.isnan(values["attack_deviation"]), layout
+        assert values["attack_norm"] == math.inf, layout
+        # centred rows ±(1, −1): √(4 / 1)
+        assert values["sampled_deviation"] == pytest.approx(2.0, rel=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="benchmark.metrics._identical_rows' element-wise "
+                   "fallback (non-contiguous CPU sets) does not check that the rows are "
+                   "finite: such a set of infinite rows is given a deviation of 0")
+def test_identical_infinite_rows_strided_have_an_undefined_deviation():
+    rows = torch.tensor([math.inf, 1.0], dtype=F64).repeat(3, 1).T.contiguous().T
+    assert not rows.is_contiguous()
+    sampled = torch.tensor([[1.0, 2.0], [3.0, 0.0]], dtype=F64)
+    values = measure(StepMetrics(True, 0.9, 5, None), 0, sampled, attack=rows)
+    assert math.isnan(values["attack_deviation"])
+
+
 # --- the defense's norm is its float64 norm, metrics on or off ------------------------------
 # Mutations killed: the norm computed in the vector's own precision (float32), in the
 # metrics' row (from the stacked means) or in both rows.
