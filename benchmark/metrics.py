@@ -301,4 +301,4 @@ def _identical_rows(vectors: torch.Tensor) -> bool:
         same = same_memory(vectors.data_ptr() + row, vectors.data_ptr(), row * (len(vectors) - 1))
         if same is not None:
             return same and _finite(vectors[0])
-    return bool((vectors.amax(dim=0) == vectors.amin(dim=0)).all())
+    return bool((vectors.amax(dim=0) == vectors.amin(dim=0)).all()) and _finite(vectors[0])

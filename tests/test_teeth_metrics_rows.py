@@ -144,9 +144,6 @@ def test_identical_infinite_rows_have_an_undefined_deviation():
         assert values["sampled_deviation"] == pytest.approx(2.0, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="benchmark.metrics._identical_rows' element-wise "
-                   "fallback (non-contiguous CPU sets) does not check that the rows are "
-                   "finite: such a set of infinite rows is given a deviation of 0")
 def test_identical_infinite_rows_strided_have_an_undefined_deviation():
     rows = torch.tensor([math.inf, 1.0], dtype=F64).repeat(3, 1).T.contiguous().T
     assert not rows.is_contiguous()
