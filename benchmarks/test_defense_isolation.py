@@ -52,6 +52,8 @@ def test_step_with_isolated_defense(benchmark, settings, defense, capsys):
     benchmark.pedantic(steps[True].step, setup=in_process_step, rounds=ROUNDS,
                        warmup_rounds=2, iterations=1)
     steps[True].close()
+    if benchmark.stats is None:  # --benchmark-disable: one round, as a smoke test
+        return
     isolated, in_process = benchmark.stats.stats.median, statistics.median(in_process_times)
     benchmark.extra_info.update(settings, defense=defense, median_in_process=in_process,
                                 overhead_ratio=isolated / in_process)
