@@ -21,7 +21,8 @@ import os
 import threading
 from pathlib import Path
 
-from .host_wire import receive, receive_reply, send, send_reply
+from .host_wire import (raised_exception, raised_reply, receive, receive_reply, send,
+                        send_reply)
 
 VARIABLE = "BENCHMARK_DEFENSE_DECLARATIONS"  # "child": this process imports no defense
 CALLS = ("check", "upper_bound", "resize")
@@ -80,7 +81,7 @@ def serve(connection) -> None:
         try:
             reply = ("ok", _AS_DATA[call](getattr(plugins[name].spec, call)(*args, **options)))
         except BaseException as error:  # a declaration that raises fails the caller's call
-            reply = ("raised", type(error).__name__, str(error))
+            reply = raised_reply(error)
         send_reply(connection, reply)
 
 
@@ -109,7 +110,6 @@ class _Catalog:
         """A declaration's answer; the same question is asked once (a profile's expansion
         asks each rule about each (n, f) many times)."""
         from .api import UsageError
-        from .isolated_defense import _raised
 
         key = (name, call, args, tuple(sorted(options.items())))
         with self.lock:
@@ -117,9 +117,8 @@ class _Catalog:
             if reply is None:
                 send(self.connection, (name, call, args, options))
                 reply = self.answers[key] = receive_reply(self.connection)
-        if reply[0] == "raised":
-            raise (UsageError if reply[1] == "UsageError" else
-                   lambda text: _raised(reply[1], text))(reply[2])
+        if reply[0] == "raised":  # a declaration's UsageError is the user's to read
+            raise UsageError(reply[2]) if reply[1] == "UsageError" else raised_exception(reply)
         return reply[1]
 
 

@@ -28,14 +28,10 @@ import time
 import warnings
 from multiprocessing.connection import Listener
 
-from .host_wire import receive, send_reply
+from .host_wire import raised_reply, receive, send_reply
 from .process_guard import drop_privileges, keep_memory_private
 
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
-
-
-def _exception_reply(error: BaseException) -> tuple:
-    return ("raised", type(error).__name__, str(error))
 
 
 def _load_components(entries: list[dict]):
@@ -106,7 +102,7 @@ class Host:
             try:
                 reply = getattr(self, f"_{kind}")(*message[1:])
             except BaseException as error:  # whatever the plugin raises ends in a reply
-                reply = _exception_reply(error)
+                reply = raised_reply(error)
             send_reply(connection, reply)
 
     def _aggregate(self, rows: int, d: int, dtype, server_gradient):
@@ -172,7 +168,7 @@ def _host(connection) -> None:
         try:
             host = Host(connection, setup)
         except BaseException as error:  # a component that fails to import or to build
-            send_reply(connection, _exception_reply(error))
+            send_reply(connection, raised_reply(error))
             raise
         host.serve()
     except BaseException:  # noqa: BLE001 (the run sees the connection close)

@@ -28,6 +28,17 @@ def receive(connection):
     return pickle.loads(connection.recv_bytes())
 
 
+def raised_reply(error: BaseException) -> tuple:
+    """The reply that stands for an exception raised in a plugin's process."""
+    return ("raised", type(error).__name__, str(error))
+
+
+def raised_exception(reply: tuple) -> Exception:
+    """The exception a `raised_reply` stands for, as the run raises it: same class name,
+    same text (a class of that name, never one the reply could choose)."""
+    return type(reply[1], (Exception,), {})(reply[2])
+
+
 def _is_data(value) -> bool:
     if isinstance(value, dict):
         return all(_is_data(k) and _is_data(v) for k, v in value.items())

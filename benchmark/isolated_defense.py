@@ -14,8 +14,9 @@ Each run gets a fresh host; `close` kills it and whatever it started.
 
 The run keeps a `BoundDefense` for the rule's declarations only (check, shapes, bound,
 flags), which it never calls; in the commands' processes those come from a catalog process
-and no defense module is imported (benchmark.defense_catalog). Set BENCHMARK_DEFENSE_IN_PROCESS=1 (the commands'
-`--in-process-defense`) to run defenses in the run's process, for debugging.
+and no defense module is imported (benchmark.defense_catalog). Set
+BENCHMARK_DEFENSE_IN_PROCESS=1 (the commands' `--in-process-defense`) to run defenses in
+the run's process, for debugging.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from .host_wire import receive_reply, send
+from . import defense_catalog
+from .host_wire import raised_exception, receive_reply, send
 from .plugins import BoundDefense, PluginFailure
 from .process_guard import keep_memory_private
 from .worker_hygiene import kill_group
@@ -83,7 +85,7 @@ class _Template:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
         env.pop(self.VARIABLE, None)
-        env.pop("BENCHMARK_DEFENSE_DECLARATIONS", None)  # its catalogs import the defenses
+        env.pop(defense_catalog.VARIABLE, None)  # its catalogs import the defenses
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmark.defense_host"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, cwd=ROOT)
@@ -125,11 +127,6 @@ class _RemoteGenerator:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.defense._set_state(self.defense.states, state)
-
-
-def _raised(name: str, text: str) -> Exception:
-    """An exception that reads as the host's did (same class name, same text)."""
-    return type(name, (Exception,), {})(text)
 
 
 class IsolatedDefense:
@@ -258,7 +255,7 @@ class IsolatedDefense:
             raise PluginFailure(f"the defense's process sent a reply that is not data while "
                                 f"{doing} ({error}); its process was killed") from None
         if reply[0] == "raised":
-            raise _raised(reply[1], reply[2])
+            raise raised_exception(reply)
         return reply
 
     def _ended(self, doing: str) -> PluginFailure:

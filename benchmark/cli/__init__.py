@@ -11,11 +11,13 @@ import os
 import pkgutil
 import sys
 
+from .. import defense_catalog
 from ..api import UsageError
+from ..isolated_defense import IN_PROCESS_VARIABLE
 
 USAGE_EXIT = 2
 # what a command sets for itself and its workers (cli._common.apply_defense_process)
-PROCESS_SETTINGS = ("BENCHMARK_DEFENSE_IN_PROCESS", "BENCHMARK_DEFENSE_DECLARATIONS")
+PROCESS_SETTINGS = (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE)
 
 
 class Parser(argparse.ArgumentParser):

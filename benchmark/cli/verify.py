@@ -27,26 +27,24 @@ def _sample_size(text: str) -> int | None:
     return value
 
 
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"--tolerance is an accuracy difference in [0, 1], "
-                                         f"not {text!r}")
-    return value
+def _number(accepted, meaning: str):
+    """An argparse type: a float for which `accepted(value)` holds, else `meaning`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not accepted(value):
+            raise argparse.ArgumentTypeError(f"{meaning}, not {text!r}")
+        return value
+    return parse
 
 
-def _jitter(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 0.1:
-        raise argparse.ArgumentTypeError(f"--jitter is a fraction of each Byzantine vector's "
-                                         f"RMS coordinate in (0, 0.1], e.g. 0.001, not {text!r}")
-    return value
+_tolerance = _number(lambda value: 0 <= value <= 1,
+                     "--tolerance is an accuracy difference in [0, 1]")
+_jitter = _number(lambda value: 0 < value <= 0.1,
+                  "--jitter is a fraction of each Byzantine vector's RMS coordinate in "
+                  "(0, 0.1], e.g. 0.001")
 
 
 def register(commands) -> None:
