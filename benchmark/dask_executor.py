@@ -20,10 +20,12 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from . import executors, store
+from . import defense_catalog, executors, store
 from .cells import CellResult, completed, publish_cell, run_cell
 from .config import RunConfig
 from .executors import ATTEMPTS, POLL, THREAD_VARIABLES, OnDone
+from .isolated_defense import process_settings, settings_applied
+from .process_guard import keep_memory_private
 
 # The limits and outcomes shared with local processes are looked up in `executors` when
 # called (executors.hard_limit, ...), so that replacing one there changes both executors.
@@ -65,10 +67,22 @@ def remove_stale_marks(root: Path | str) -> None:
 
 
 def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = None,
-                deadline: float | None = None) -> tuple[CellResult, dict[str, bytes] | None]:
+                deadline: float | None = None, defense_settings: dict | None = None
+                ) -> tuple[CellResult, dict[str, bytes] | None]:
     """On a Dask worker: runs the cell under `root` if this worker sees the run's mark
     file there (returns no files: the cell is published), else in a scratch folder
-    (returns its files); postponed without running once `deadline` has passed."""
+    (returns its files); postponed without running once `deadline` has passed. The
+    defense runs as `defense_settings` (the submitting command's) say: a worker started
+    apart from the command (`dask worker`) has not inherited them."""
+    if defense_settings is None:
+        return _run_unpacked(config_dict, root, mark, deadline)
+    with settings_applied(defense_settings):
+        if defense_catalog.wanted():
+            keep_memory_private()  # as a command's own process (cli._common)
+        return _run_unpacked(config_dict, root, mark, deadline)
+
+
+def _run_unpacked(config_dict, root, mark, deadline):
     from distributed import get_worker
 
     config = RunConfig.from_dict(config_dict)
@@ -148,7 +162,7 @@ def _run_on(client, configs, root, on_done: OnDone, deadline: float | None
     remove_stale_marks(root)
     mark = write_mark(root)
     futures = {client.submit(_run_packed, config.to_dict(), str(root), mark.name, deadline,
-                             key=f"cell-{config.hash()}", pure=False): config
+                             process_settings(), key=f"cell-{config.hash()}", pure=False): config
                for config in todo}
     clocks = _Clocks()
     try:

@@ -21,6 +21,7 @@ the run's process, for debugging.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import mmap
 import os
 import pickle
@@ -51,6 +52,32 @@ def wanted(device: str) -> bool:
     not built yet)."""
     return (sys.platform.startswith("linux") and not device.startswith("cuda")
             and os.environ.get(IN_PROCESS_VARIABLE, "") in ("", "0"))
+
+
+def process_settings() -> dict[str, str | None]:
+    """How this process runs defenses, as the variables that say it: in-process or not,
+    declarations imported or from a catalog. A process running cells for another one that
+    did not start it (a remote Dask worker) takes them over (`settings_applied`)."""
+    return {name: os.environ.get(name) for name in (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE)}
+
+
+def _set_settings(settings: dict[str, str | None]) -> None:
+    for name, value in settings.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
+def settings_applied(settings: dict[str, str | None]):
+    """Within it, this process runs defenses as `settings` say; restored after."""
+    saved = process_settings()
+    _set_settings(settings)
+    try:
+        yield
+    finally:
+        _set_settings(saved)
 
 
 class _Template:

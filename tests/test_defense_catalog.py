@@ -104,3 +104,32 @@ def test_a_declared_rule_is_never_called_in_the_run(declared):
 def test_a_bad_option_is_still_a_usage_error(declared):
     with pytest.raises(UsageError, match="has no option"):
         registry.resolve("defense", "krum:q=1")
+
+
+def test_a_dask_worker_started_apart_from_the_command_imports_no_defense(plugin_dir, tmp_path,
+                                                                       monkeypatch):
+    """A worker of an existing cluster (`dask worker`, `--scheduler`) did not inherit the
+    command's settings: they travel with each cell."""
+    from distributed import Client, LocalCluster
+
+    from benchmark.isolated_defense import IN_PROCESS_VARIABLE
+
+    imported_in = tmp_path / "imported-in"
+    imported_in.mkdir()
+    write_plugin(plugin_dir, "defenses", "switcher", SWITCHER.format(imported_in=str(imported_in)))
+    monkeypatch.delenv(defense_catalog.VARIABLE, raising=False)
+    monkeypatch.delenv(IN_PROCESS_VARIABLE, raising=False)
+    results = tmp_path / "results"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        (worker,) = client.run(os.getpid).values()
+        ran = subprocess.run(
+            [sys.executable, "-m", "benchmark", "run", "--scheduler", cluster.scheduler_address,
+             "--defense", "switcher", "--attack", "gaussian", "--momentum", "update",
+             "--f", "4", "--seed", "1", "--steps", "20", "--results", str(results)],
+            capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert client.run(os.getpid) == {cluster.workers[0].worker_address: worker}
+    assert "1 ok" in ran.stdout
+    assert os.listdir(imported_in), "the catalog and the host did import it"
+    assert str(worker) not in os.listdir(imported_in)

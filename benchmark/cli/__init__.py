@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 
-from .. import defense_catalog
 from ..api import UsageError
-from ..isolated_defense import IN_PROCESS_VARIABLE
+from ..isolated_defense import process_settings, settings_applied
 
 USAGE_EXIT = 2
-# what a command sets for itself and its workers (cli._common.apply_defense_process)
-PROCESS_SETTINGS = (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE)
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return USAGE_EXIT
-    saved = {name: os.environ.get(name) for name in PROCESS_SETTINGS}
+    # what a command sets for itself and its workers (cli._common.apply_defense_process)
+    with settings_applied(process_settings()):
+        return _handle(args)
+
+
+def _handle(args) -> int:
     try:
         return args.handler(args) or 0
     except UsageError as error:
@@ -59,9 +60,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: completed cells are kept; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
