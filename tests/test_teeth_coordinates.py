@@ -108,6 +108,18 @@ def test_small_columns_by_hand(dtype, path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_each_column_has_its_own_centre(dtype, path):
+    """Two columns far apart: a centre shared across columns (the band's mean over every
+    value, 19.25) would pick 4 and 5 in the first column and 10 and 20 in the second."""
+    x = torch.tensor([[5.0, 10.0], [1.0, 60.0], [4.0, 30.0], [100.0, 20.0], [2.0, 50.0],
+                      [3.0, 40.0]], dtype=dtype)
+    assert coordinate_mean_around_trimmed_mean(x, 1, 2).tolist() == [3.5, 35.0]  # 3.5, 35
+    assert coordinate_mean_around_median(x, 2).tolist() == [3.5, 35.0]
+    assert coordinate_trimmed_mean(x, 1).tolist() == [3.5, 35.0]
+    assert coordinate_median(x).tolist() == [3.5, 35.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_selected_rows_only(dtype, path):
     x = torch.tensor(COLUMN, dtype=dtype)
     assert coordinate_mean_around_median(x, 1, torch.tensor([3, 0, 2])).tolist() == [5.0]
