@@ -68,6 +68,8 @@ def constraint(honest: torch.Tensor, direction: torch.Tensor, rule: str) -> Call
     if rule == "max":
         threshold = pairwise.max()
         return lambda gamma: bool(distances(gamma).max() <= threshold)
+    if rule != "sum":
+        raise ValueError(f"rule must be 'max' or 'sum', not {rule!r}")
     threshold = pairwise.sum(dim=1).max()
     return lambda gamma: bool(distances(gamma).sum() <= threshold)
 
