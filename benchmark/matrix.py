@@ -101,14 +101,21 @@ def with_profile_options(profile: Profile, defense: str) -> str:
     return defense
 
 
+def _label(profile: Profile, defense: str) -> str:
+    return registry.label(registry.resolve("defense", with_profile_options(profile, defense)))
+
+
 def _is_baseline_rule(profile: Profile, defense: str) -> bool:
     """Whether `defense` is the rule of the profile's unattacked baseline, whose slice then
     holds the baseline's cells too (as `validate` and the leaderboard expect of it)."""
-    if not profile.baseline:
-        return False
-    rule = with_profile_options(profile, profile.baseline.get("defense", "average"))
-    label = lambda text: registry.label(registry.resolve("defense", text))  # noqa: E731
-    return label(with_profile_options(profile, defense)) == label(rule)
+    return bool(profile.baseline) and _label(profile, defense) == _label(
+        profile, profile.baseline.get("defense", "average"))
+
+
+def _listed(profile: Profile, defense: str) -> bool:
+    """Whether a whole-profile run covers `defense` under attack."""
+    return bool(profile.defenses) and _label(profile, defense) in {
+        _label(profile, name) for name in profile_defenses(profile)}
 
 
 def _variants(profile: Profile, task: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -127,8 +134,12 @@ def expand(profile: Profile, defense: str | None = None, *, tasks=None, attacks=
     """The profile's cells for one defense (its slice, with the baseline's cells when it is
     the baseline's rule) or, with defense None, for the whole profile (its defenses and
     baseline), optionally narrowed; invalid cells are marked."""
-    defense_list = (profile_defenses(profile) if defense is None
-                    else [with_profile_options(profile, defense)])
+    if defense is None:
+        defense_list = profile_defenses(profile)
+    elif _is_baseline_rule(profile, defense) and not _listed(profile, defense):
+        defense_list = []  # the profile runs its baseline's rule unattacked only (paper)
+    else:
+        defense_list = [with_profile_options(profile, defense)]
     for name in defense_list:
         registry.resolve("defense", name)  # unknown names fail here, before anything runs
     profile_attacks = registry.names("attack") if ALL in profile.attacks else profile.attacks

@@ -87,3 +87,15 @@ def test_the_baseline_rules_slice_holds_the_baseline_cells_and_no_other_slice_do
     assert {(c.config.f, c.config.n) for c in baseline} == {(0, 27), (0, 39)}
     assert len(average) == len(median) + len(baseline)
     assert not [c for c in median if c.label["attack"] == "none (baseline)"]
+
+
+def test_a_baseline_rule_the_profile_does_not_attack_has_only_its_baseline_cells(paper):
+    """The paper's average is its unattacked reference only: `run --defense average` runs
+    the cells a whole-profile run lists for it, no attacked ones outside the profile."""
+    named = matrix.expand(paper, "average", tasks=["fashion-mnist"])
+    whole = [cell for cell in matrix.expand(paper, tasks=["fashion-mnist"])
+             if cell.config.defense == "average"]
+    assert [cell.config for cell in named] == [cell.config for cell in whole]
+    assert len(named) == 2 * 2 * 2 * 5  # lr settings, Nesterov, f, seeds
+    assert {cell.label["attack"] for cell in named} == {"none (baseline)"}
+    assert len(matrix.expand(paper, "average", tasks=["fashion-mnist"], attacks=["little"])) == 0
