@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from benchmark.api import (Aggregated, AtLeast, Defense, coordinate_mean_around_median,
-                           distances_and_finite, krum_bound, pairwise_sq_distances,
-                           smallest_first)
+                           coordinate_median, distances_and_finite, krum_bound,
+                           pairwise_sq_distances, smallest_first)
 
 
 def select(gradients, f, count):
@@ -100,9 +100,21 @@ def iclr21(gradients, f):
         scores = scores - torch.where(counted[:, best], distances[:, best], 0)
         scores[best] = math.inf
     stored = torch.stack(stored)
+    return Aggregated(mean_around_lower_median(stored, theta - 2 * f), torch.stack(pruned))
+
+
+def mean_around_lower_median(stored, beta):
+    """Per coordinate, the mean of the β values closest to the lower median, as torch's
+    median, topk and mean give it. For one value around an odd count's median (the paper
+    profile: n = 51, f = 12 gives θ = 25, β = 1) that value is the median itself, which the
+    compiled selection kernel finds in a tenth of the time (the same bits: a selection; a
+    non-finite value takes torch's path, whose NaN handling differs)."""
+    if (beta == 1 and len(stored) % 2 and stored.device.type == "cpu"
+            and bool(torch.isfinite(stored).all())):
+        return coordinate_median(stored)
     median = stored.median(dim=0).values
-    closest = (stored - median).abs_().topk(theta - 2 * f, dim=0, largest=False).indices
-    return Aggregated(stored.gather(0, closest).mean(dim=0), torch.stack(pruned))
+    closest = (stored - median).abs_().topk(beta, dim=0, largest=False).indices
+    return stored.gather(0, closest).mean(dim=0)
 
 
 def aggregate(gradients, f, variant="el-mhamdi"):

@@ -7,6 +7,7 @@ import torch
 from benchmark import registry
 from benchmark.config import make_config
 from benchmark.matrix import expand, load_profile
+from defenses.bulyan import mean_around_lower_median
 
 
 def reference(rows, f):
@@ -57,3 +58,30 @@ def test_paper_profile_selects_the_iclr21_variant():
     cells = expand(load_profile("paper"), "bulyan", tasks=["mnist"], attacks=["little"],
                    placements=["worker"], seeds=[1])
     assert cells and all("variant=iclr21" in cell.config.defense for cell in cells)
+
+
+def torch_closest_to_lower_median(stored, beta):
+    median = stored.median(dim=0).values
+    closest = (stored - median).abs_().topk(beta, dim=0, largest=False).indices
+    return stored.gather(0, closest).mean(dim=0)
+
+
+@pytest.mark.parametrize("count", [1, 3, 7, 25])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_iclr21_one_value_around_an_odd_median_is_torchs_bit_for_bit(count, dtype):
+    """The compiled median that serves θ odd, β = 1 (the paper's n = 51, f = 12) gives
+    torch's median/topk/mean bits, ties and repeated rows included."""
+    generator = torch.Generator().manual_seed(count)
+    for stored in (torch.randn(count, 1000, generator=generator, dtype=dtype),
+                   (torch.randn(count, 1000, generator=generator, dtype=dtype) * 2).round(),
+                   torch.randn(1, 1000, generator=generator, dtype=dtype).expand(count, -1)):
+        fast = mean_around_lower_median(stored, 1)
+        assert torch.equal(fast, torch_closest_to_lower_median(stored, 1))
+
+
+def test_iclr21_non_finite_values_keep_torchs_path():
+    stored = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
+    stored[1, 2], stored[3, 4] = math.nan, math.inf
+    torch.testing.assert_close(mean_around_lower_median(stored, 1),
+                               torch_closest_to_lower_median(stored, 1), rtol=0, atol=0,
+                               equal_nan=True)

@@ -13,10 +13,10 @@ from ._common import add_results_location
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "validate", help="check results a pull request adds (schema, code hashes, matrix)",
+        "validate", help="check results a pull request adds (schema, seal, versions, matrix)",
         description="Check result folders before they are committed: run.json passes its "
                     "schema, files and record are unchanged since the run, the defense, attack "
-                    "and task are registered, the code hashes match the code in this tree, "
+                    "and task are registered, they ran with the behaviour versions of this tree, "
                     "the cell belongs to the profile, no duplicates, no quick/adhoc results, "
                     "and every (defense, task) submitted has its whole matrix. Exit 1 on any "
                     "problem.")
