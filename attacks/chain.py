@@ -61,7 +61,7 @@ def craft(honest, f, defense, scale=1.0):
     return (size * chain).to(honest.dtype)
 
 
-def check(n, f, scale=1.0):
+def check(n, f, scale):
     if not (math.isfinite(scale) and scale > 0):
         return f"scale must be a positive number, not {scale}"
     return None
@@ -71,7 +71,6 @@ attack = Attack(
     name="chain",
     attack=craft,
     check=check,
-    options={"scale": 1.0},
     description="A chain of directions from the honest vector farthest from the honest mean, "
                 "each a smallest-honest-angle further away, at the median honest norm: the "
                 "Blades adversary of clipped clustering",

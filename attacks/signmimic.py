@@ -33,7 +33,7 @@ def craft(honest, f, defense, scale=1.0, *, generator):
     return vector.to(device=honest.device, dtype=honest.dtype).expand(f, -1).clone()
 
 
-def check(n, f, scale=1.0):
+def check(n, f, scale):
     if not (math.isfinite(scale) and scale > 0):
         return f"scale must be a positive number, not {scale}"
     return None
@@ -43,7 +43,6 @@ attack = Attack(
     name="signmimic",
     attack=craft,
     check=check,
-    options={"scale": 1.0},
     randomized=True,
     description="A random vector with the honest mean's sign statistics, at the median "
                 "honest norm: the Blades adversary of SignGuard",

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from attacks import _agnostic, anticge, bulyan, fang_krum, fang_trmean, gaussian, signmimic, sparse
+from attacks import (_agnostic, _search, anticge, bulyan, chain, fang_krum, fang_trmean, gaussian,
+                     signmimic, sparse)
 from benchmark import registry
 
 MARGIN = 1 - 1e-6
@@ -165,13 +166,30 @@ def signmimic_definition(honest, f, scale, seed):
     return vector.to(honest.dtype).expand(f, -1)
 
 
-def test_signmimic_by_its_definition():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_signmimic_by_its_definition(dtype):
     honest = rows([0.25, -3.0, 0.0, 0.5, 2.0], [0.5, -1.0, 0.0, -0.25, 4.0],
-                  [0.75, 1.0, 0.0, 0.5, -1.0])  # mean signs + − 0 + +
+                  [0.75, 1.0, 0.0, 0.5, -1.0], dtype=dtype)  # mean signs + − 0 + +
     sent = signmimic.craft(honest, 3, average, scale=2.0,
                            generator=torch.Generator().manual_seed(11))
+    assert sent.dtype == dtype
     assert torch.equal(sent, signmimic_definition(honest, 3, 2.0, 11))
     assert [int((sent[0] > 0).sum()), int((sent[0] < 0).sum())] == [3, 1]
+
+
+def test_signmimic_rescales_a_short_draw_and_sends_zeros_for_a_zero_mean():
+    one_sign = rows([2.0, 0.0], [4.0, 0.0], dtype=torch.float64)  # one magnitude in (0, 1)
+    sent = signmimic.craft(one_sign, 1, average, generator=torch.Generator().manual_seed(2))
+    assert float(sent[0].norm()) == pytest.approx(2.0, rel=1e-12)  # the (lower) median norm
+    zero_mean = rows([1.0, -2.0], [-1.0, 2.0])
+    sent = signmimic.craft(zero_mean, 2, average, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(sent, torch.zeros(2, 2))
+
+
+def test_signmimic_and_chain_refuse_a_zero_scale():
+    for module in (signmimic, chain):
+        assert module.check(10, 3, 0.0).startswith("scale must be a positive number")
+        assert module.check(10, 3, 1e-9) is None
 
 
 def test_signmimic_counts_the_signs_of_the_exact_mean():
@@ -252,3 +270,96 @@ def test_fang_trmean_small_positive_extremes():
     u = torch.rand(1, 2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(sent[:, 0], 0.5 + u[:, 0] * (1.0 - 0.5))
     assert torch.equal(sent[:, 1], torch.zeros(1))
+
+
+# the line searches
+
+def test_line_maximize_step_by_step():
+    # −(x − 5)²: 0, 1, 3 improve; 7 ties 3 and stops the expansion; contraction probes
+    # 3 + 3.2 (improves), then 6.2 − 2.56 (does not); six evaluations
+    calls = []
+
+    def objective(x):
+        calls.append(x)
+        return -(x - 5) ** 2
+
+    x, value, used = _search.line_maximize(objective, 6)
+    assert calls == pytest.approx([0, 1, 3, 7, 6.2, 3.64])
+    assert (x, value, used) == (pytest.approx(6.2), pytest.approx(-1.44), 6)
+
+
+def test_line_maximize_needs_one_evaluation():
+    with pytest.raises(ValueError, match="^the line search needs a budget of at least one "
+                                         "evaluation$"):
+        _search.line_maximize(lambda x: 0.0, 0)
+
+
+def test_largest_feasible_doubles_then_bisects_to_the_tolerance():
+    probes = []
+
+    def feasible(gamma):
+        probes.append(gamma)
+        return gamma <= 3.3
+
+    assert _agnostic.largest_feasible(feasible, 1.0, 0.25) == 3.25
+    # doubling 1, 2, 4 (infeasible); halving [2, 4] down to a width of 0.25
+    assert probes == [1.0, 2.0, 4.0, 3.0, 3.5, 3.25]
+
+
+def test_largest_feasible_of_an_unbounded_set_stops_after_its_doublings():
+    assert _agnostic.largest_feasible(lambda gamma: True, 1.5, 1e-3) == 1.5 * 2.0 ** 63
+
+
+def test_the_agnostic_constraints_hold_at_equality():
+    # honest 0 and 2 on one coordinate, p = +1: at γ = 1 the largest squared distance,
+    # (1 + 1)², equals the largest pairwise one, 4, and their sum, 4 + 0, the largest sum
+    honest, direction = rows([0.0], [2.0]), rows(1.0)
+    for rule in ("max", "sum"):
+        feasible = _agnostic.constraint(honest, direction, rule)
+        assert feasible(1.0) and not feasible(1.0 + 1e-9)
+
+
+# chain: the rounding of unit vectors' products past ±1
+
+def test_chain_unit_rows_leave_a_zero_row_at_zero():
+    assert torch.equal(chain.unit_rows(rows([0.0, 0.0], [3.0, 4.0], dtype=torch.float64)),
+                       rows([0.0, 0.0], [0.6, 0.8], dtype=torch.float64))
+
+
+def test_chain_smallest_angle_of_rounded_products():
+    parallel = chain.unit_rows(rows([0.3, 2.1], [0.1, 0.7], dtype=torch.float64))
+    assert chain.smallest_angle(parallel) == 0.0  # a product of 1 + 2⁻⁵² read as 1
+    opposite = chain.unit_rows(rows([0.3, 2.1], [-0.3, -2.1], dtype=torch.float64))
+    assert chain.smallest_angle(opposite) == math.pi  # −1 − 2⁻⁵² read as −1
+    assert chain.smallest_angle(parallel[:1]) == 0.0
+
+
+def test_chain_sends_minus_the_mean_when_every_row_is_aligned_with_it():
+    # unit products with the mean of 1 + 2⁻⁵² (all parallel) or −1 − 2⁻⁵² (one opposite)
+    for honest in (rows([0.3, 2.1], [0.3, 2.1], dtype=torch.float64),
+                   rows([0.3, 2.1], [0.3, 2.1], [0.3, 2.1], [-0.3, -2.1], dtype=torch.float64)):
+        mean = honest.mean(dim=0)
+        size = float(honest.norm(dim=1).median())
+        sent = chain.craft(honest, 3, average)
+        assert sent.shape == (3, 2)
+        torch.testing.assert_close(sent, (-size * mean / mean.norm()).expand(3, -1),
+                                   rtol=1e-15, atol=0)
+
+
+def test_chain_links_in_float64():
+    honest = rows([1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.5], dtype=torch.float64)
+    sent = chain.craft(honest, 2, average)
+    mean = honest.mean(dim=0)
+    u = mean / mean.norm()
+    units = chain.unit_rows(honest)
+    cosines = units @ u
+    extreme = int(cosines.argmin())
+    theta = math.acos(float(cosines[extreme]))
+    w = units[extreme] - cosines[extreme] * u
+    w = w / w.norm()
+    step = chain.smallest_angle(units)
+    size = float(honest.norm(dim=1).median())
+    for k, link in enumerate(sent, start=1):
+        angle = min(theta + k * step, math.pi)
+        expected = size * (math.cos(angle) * u + math.sin(angle) * w)
+        torch.testing.assert_close(link, expected, rtol=1e-14, atol=1e-15)
