@@ -288,6 +288,19 @@ def test_line_maximize_step_by_step():
     assert (x, value, used) == (pytest.approx(6.2), pytest.approx(-1.44), 6)
 
 
+def test_line_maximize_probes_below_when_it_stays_non_negative():
+    # −(x − 0.5)²: 1 ties 0 and stops the expansion; 0.8 improves; then 0.8 − 0.64 = 0.16
+    # lies below the best point and above 0, so it is probed there (not at 0.8 + 0.64)
+    calls = []
+    _search.line_maximize(lambda x: calls.append(x) or -(x - 0.5) ** 2, 4)
+    assert calls == pytest.approx([0, 1, 0.8, 0.16])
+
+
+def test_line_maximize_keeps_the_first_of_equal_values():
+    # min(x, 1): 3 ties 1 and stops the expansion; 2.6 ties it again and is not taken
+    assert _search.line_maximize(lambda x: min(x, 1.0), 4) == (1.0, 1.0, 4)
+
+
 def test_line_maximize_needs_one_evaluation():
     with pytest.raises(ValueError, match="^the line search needs a budget of at least one "
                                          "evaluation$"):
