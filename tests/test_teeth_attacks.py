@@ -177,6 +177,14 @@ def test_signmimic_by_its_definition(dtype):
     assert [int((sent[0] > 0).sum()), int((sent[0] < 0).sum())] == [3, 1]
 
 
+def test_signmimic_measures_the_honest_norms_in_float64():
+    # float32 rows of 1,000 coordinates: their norms summed in float32 are off in the last
+    # bits, enough to move the rescaled vector's float32 rounding
+    honest = torch.randn(5, 1000, generator=torch.Generator().manual_seed(4)) * 1e-3
+    sent = signmimic.craft(honest, 2, average, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(sent, signmimic_definition(honest, 2, 1.0, 9))
+
+
 def test_signmimic_rescales_a_short_draw_and_sends_zeros_for_a_zero_mean():
     one_sign = rows([2.0, 0.0], [4.0, 0.0], dtype=torch.float64)  # one magnitude in (0, 1)
     sent = signmimic.craft(one_sign, 1, average, generator=torch.Generator().manual_seed(2))
