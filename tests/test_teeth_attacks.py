@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attacks import (_agnostic, _search, anticge, bulyan, chain, fang_krum, fang_trmean, gaussian,
-                     signmimic, sparse)
+                     little, signmimic, sparse)
 from benchmark import registry
 
 MARGIN = 1 - 1e-6
@@ -384,3 +384,31 @@ def test_chain_links_in_float64():
         angle = min(theta + k * step, math.pi)
         expected = size * (math.cos(angle) * u + math.sin(angle) * w)
         torch.testing.assert_close(link, expected, rtol=1e-14, atol=1e-15)
+
+
+# little, the agnostic perturbations and the search on one or two honest rows
+
+def test_little_of_one_row_sends_it_and_of_two_uses_their_std():
+    one = rows([1.0, -2.0])
+    assert torch.equal(little.craft(one, 2, average), one.expand(2, -1))
+    two = rows([0.0], [2.0], dtype=torch.float64)  # mean 1, unbiased std √2
+    assert torch.equal(little.craft(two, 1, average),
+                       rows([1.0 - 1.5 * 2 ** 0.5], dtype=torch.float64))
+    assert little.check(10, 3, 0.0, True, 0) is None
+    assert little.check(10, 3, 0.5, True, 0) is None
+    assert _search.check_search(2) is None
+
+
+def test_agnostic_perturbations_of_degenerate_inputs():
+    zero_mean = rows([1.0, -1.0], [-1.0, 1.0])
+    assert torch.equal(_agnostic.perturbation(zero_mean, "unit"), torch.zeros(2))
+    short = rows([0.3, 0.4])  # norm 0.5: still made a unit vector
+    torch.testing.assert_close(_agnostic.perturbation(short, "unit"), rows(-0.6, -0.8))
+    assert torch.equal(_agnostic.perturbation(short, "std"), torch.zeros(2))
+
+
+def test_the_search_moves_along_the_direction_not_against_it():
+    # a rule taking each coordinate's largest value: only x > 0 along +1 moves it
+    honest = rows([1.0, 1.0], [1.0, 1.0])
+    sent = _search.along(honest, 1, lambda g: g.max(dim=0).values, rows(1.0, 1.0), 0.0, 4)
+    assert torch.equal(sent, rows([8.0, 8.0]))  # x = 0, 1, 3, 7: each better
