@@ -74,15 +74,13 @@ def _run_packed(config_dict: dict, root: str | None = None, mark: str | None = N
     (returns its files); postponed without running once `deadline` has passed. The
     defense runs as `defense_settings` (the submitting command's) say: a worker started
     apart from the command (`dask worker`) has not inherited them."""
-    if defense_settings is None:
-        return _run_unpacked(config_dict, root, mark, deadline)
-    with settings_applied(defense_settings):
+    with settings_applied(defense_settings or process_settings()):
         if defense_catalog.wanted():
             keep_memory_private()  # as a command's own process (cli._common)
-        return _run_unpacked(config_dict, root, mark, deadline)
+        return _run_here(config_dict, root, mark, deadline)
 
 
-def _run_unpacked(config_dict, root, mark, deadline):
+def _run_here(config_dict, root, mark, deadline):
     from distributed import get_worker
 
     config = RunConfig.from_dict(config_dict)
