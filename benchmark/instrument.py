@@ -1,7 +1,8 @@
 """`Simulation.instrument`: the hook `profile-step` times a step through. It replaces, on
 one simulation's stages only, each stage method of TIMED_METHODS, every correct server's
-defense, the attack and the metrics row by `wrap(label, original)`, which must behave as
-the original (labels: TIMED_METHODS' and "defense", "attack", "metrics")."""
+defense, the attack plugin's own work (BoundAttack.craft, not the checks of what it
+returns) and the metrics row by `wrap(label, original)`, which must behave as the original
+(labels: TIMED_METHODS' and "defense", "attack", "metrics")."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -25,5 +26,5 @@ def instrument(sim, wrap: Callable[[str, Any], Any]) -> None:
                 setattr(instance, method, wrap(label, getattr(instance, method)))
     for server in stages["server"]:
         server.defense = wrap("defense", server.defense)
-    sim.attack = wrap("attack", sim.attack)
+    sim.attack.craft = wrap("attack", sim.attack.craft)
     sim.metrics.row = wrap("metrics", sim.metrics.row)

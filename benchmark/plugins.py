@@ -268,6 +268,10 @@ class BoundAttack:
     def sends_vectors(self) -> bool:
         return not self.spec.absent and self.f > 0
 
+    def craft(self, honest: torch.Tensor, probe: DefenseProbe, **extra) -> torch.Tensor:
+        """The plugin's own work, unchecked (`profile-step` times it as the attack)."""
+        return self.spec.attack(honest, self.f, probe, **self.component.options, **extra)
+
     def __call__(self, honest: torch.Tensor, defense: BoundDefense) -> torch.Tensor:
         """The f Byzantine vectors. An attack that writes to `honest` fails the cell: here
         if it wrote through torch (the tensor's version counter moves), in the engine
@@ -283,8 +287,7 @@ class BoundAttack:
             extra["state"] = self.states
         version = honest._version
         try:
-            result = self.spec.attack(honest, self.f, DefenseProbe(defense),
-                                      **self.component.options, **extra)
+            result = self.craft(honest, DefenseProbe(defense), **extra)
         except PluginFailure:
             raise
         except BaseException as error:  # whatever the plugin raises, but the user's Ctrl-C

@@ -111,6 +111,27 @@ def test_profile_reports_every_stage_and_the_fused_ratio():
                                                      / result["fused_forward_backward_ms"])
 
 
+def test_the_harness_own_work_leaves_out_the_attack_plugins_work(plugin_dir):
+    """The attack stage is the plugin's own work (here 20 ms of CPU a call, against about
+    a millisecond for a digits step): the harness's own work does not contain it."""
+    from tests.plugin_fixtures import write_plugin
+    write_plugin(plugin_dir, "attacks", "spinner", """
+        import time
+        from benchmark.api import Attack
+        def attack(honest, f, defense):
+            start = time.thread_time()
+            while time.thread_time() - start < 0.02:
+                pass
+            return honest[:f].clone()
+        attack = Attack(name="spinner", attack=attack)
+    """)
+    result = profile(digits_config(attack="spinner"), repeat=3, warmup=1)
+    assert result["stages_ms"]["attack"] >= 20
+    assert result["harness_ms"] < 20
+    assert result["harness_to_fused"] == pytest.approx(result["harness_ms"]
+                                                       / result["fused_forward_backward_ms"])
+
+
 @pytest.mark.parametrize("servers", [1, 3])
 def test_instrument_hands_every_stage_to_the_hook_and_keeps_the_results(servers):
     """profile-step's hook: every stage of a step goes through `wrap` (the servers' too

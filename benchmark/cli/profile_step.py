@@ -8,7 +8,8 @@ timed steps:
   gradients  honest workers' gradients, l2 and clipping (HonestWorkers.gradients); with a
              rule that uses server data, the server's update on its root set too
   momentum   worker or server momentum (HonestWorkers.submissions)
-  attack     the attack, including any defense probes it makes
+  attack     the attack plugin's own work, including any defense probes it makes (the
+             checks of what it returns count in `other`)
   shuffle    the seeded shuffle (rows copied into the defense's input) and the
              comparison showing that neither attack nor defense wrote to what it got
              (Channel.shuffle_honest, and Channel.aggregate minus the defense)
@@ -18,6 +19,10 @@ timed steps:
              drift (ReplicatedServers.pull, gather, drift)
   metrics    the per-step metrics row (StepMetrics.row)
   other      the rest of Simulation.step (loss and divergence checks, θ distance)
+
+The harness's own work is the step less the gradients, the attack and the defense: what
+the harness adds around the model and the two plugins (shuffle and guards, momentum,
+metrics, update, the rest).
 
 With the baseline on (default), one fused forward+backward pass of the model over
 as many samples as the honest workers draw in a step (h × batch) is timed in the
@@ -41,7 +46,9 @@ from ._common import add_cell_identity, add_run_settings, run_settings
 
 STAGES = ("gradients", "momentum", "attack", "shuffle", "defense", "update", "metrics",
           "other")
+NOT_THE_HARNESS = ("gradients", "attack", "defense")  # the model's and the plugins' work
 REPLICATED_STAGES = STAGES[:6] + ("servers",) + STAGES[6:]
+
 def register(commands) -> None:
     parser = commands.add_parser(
         "profile-step", help="time one training step, stage by stage",
@@ -161,8 +168,10 @@ def profile_simulation(sim: Simulation, repeat: int = 10, warmup: int = 3,
         sim.step()
         total = clock.now() - start
         totals.append(total)
-        for stage, seconds in exclusive(clock.current, total, stages).items():
+        parts = exclusive(clock.current, total, stages)
+        for stage, seconds in parts.items():
             samples[stage].append(seconds)
+        samples["harness"].append(total - sum(parts[stage] for stage in NOT_THE_HARNESS))
         if forward_backward is not None:
             start = clock.now()
             forward_backward()
@@ -172,11 +181,14 @@ def profile_simulation(sim: Simulation, repeat: int = 10, warmup: int = 3,
                           "metrics", "device", "servers")} | {"gradients": sim.functions.method},
               "threads": torch.get_num_threads(), "clock": clock.name, "steps_timed": repeat,
               "stages_ms": {stage: 1e3 * statistics.median(samples[stage]) for stage in stages},
-              "step_ms": 1e3 * statistics.median(totals)}
+              "step_ms": 1e3 * statistics.median(totals),
+              "harness_ms": 1e3 * statistics.median(samples["harness"])}
     if fused:
-        result["fused_forward_backward_ms"] = 1e3 * statistics.median(fused)
+        floor = result["fused_forward_backward_ms"] = 1e3 * statistics.median(fused)
         result["samples"] = sim.honest_count * config.batch_size
-        result["ratio_to_fused"] = result["step_ms"] / result["fused_forward_backward_ms"]
+        result["ratio_to_fused"] = result["step_ms"] / floor
+        result["gradients_to_fused"] = result["stages_ms"]["gradients"] / floor
+        result["harness_to_fused"] = result["harness_ms"] / floor
     return result
 
 
@@ -192,10 +204,14 @@ def report(result: dict) -> str:
     for stage, ms in result["stages_ms"].items():
         lines.append(f"{stage:<10} {ms:9.2f} {ms / step:6.1%}")
     lines.append(f"{'step':<10} {step:9.2f}")
+    lines.append(f"harness's own work (step - gradients - attack - defense): "
+                 f"{result['harness_ms']:.2f} ms")
     if "ratio_to_fused" in result:
         lines.append(f"one fused forward+backward over {result['samples']} samples: "
                      f"{result['fused_forward_backward_ms']:.2f} ms; step / fused = "
-                     f"{result['ratio_to_fused']:.2f}")
+                     f"{result['ratio_to_fused']:.2f}, gradients / fused = "
+                     f"{result['gradients_to_fused']:.2f}, own work / fused = "
+                     f"{result['harness_to_fused']:.2f}")
     lines.append("(stage medians are taken separately, so they need not add up to the step's)")
     return "\n".join(lines)
 
