@@ -9,7 +9,10 @@ between two torch.cuda.synchronize() and is timed by the wall clock. On CPU with
 thread the clock is, by default, the measuring thread's CPU time (user + system, so
 page faults count): on a shared machine, wall time mostly measures the wait for a
 core (5-10x on a loaded 2-core host), while CPU time measures the kernel. The wall
-time is recorded beside it (`wall_ms`).
+time is recorded beside it (`wall_ms`). Every timed CPU call starts with the input out of
+the caches (`evict_caches`, untimed): otherwise a 16 MB input stays in a 32 MB
+last-level cache between calls or not, depending on what ran before it, and one sweep
+timed the same mean at 0.25 to 1.06 ms across cases.
 
 The input imitates a step under attack: n − f rows of a common direction plus unit
 Gaussian noise, and f identical rows (mean − 1.5σ, as the `little` attack sends), in a
@@ -28,25 +31,22 @@ Results: results/kernels/<device>.json, records shaped
 """
 from __future__ import annotations
 
-import datetime
 import json
 import multiprocessing
 import os
-import platform
 import statistics
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import peers, registry
 from .api import UsageError
 from .plugins import BoundDefense
 from .processes import set_threads
+from .timing import evict_caches, same_machine
 
 SCHEMA = 1
 # (n, f, d): MNIST/Fashion-MNIST MLP at both f of the paper, CIFAR CNN at both f,
@@ -187,6 +187,7 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], device: str,
     """(median seconds by the settings' clock, median wall seconds, rounds) of each
     function, over rounds that run them all in turn."""
     sync = synchronizer(device)
+    cold = evict_caches if torch.device(device).type == "cpu" else (lambda: None)
     clock = time.thread_time if clock_of(settings, device) == "thread" else time.perf_counter
     for _ in range(settings.warmup):
         for function in functions.values():
@@ -197,6 +198,7 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], device: str,
     rounds = 0
     while rounds < settings.rounds:
         for name, function in functions.items():
+            cold()
             sync()
             wall, start = time.perf_counter(), clock()
             function()
@@ -271,43 +273,6 @@ def resolve_device(device: str) -> str:
     if kind not in ("cpu", "cuda"):
         raise UsageError(f"device {device!r}: choose cpu or cuda[:i]")
     return device
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def machine_info(device: str, settings: Settings) -> dict:
-    info = {"device": torch.device(device).type, "cpu": _cpu_name(),
-            "cpu_count": os.cpu_count(), "threads": settings.threads,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__,
-            "git_commit": _git_commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def same_machine(a: dict, b: dict) -> bool:
-    keys = ("device", "cpu", "cpu_count", "threads", "torch", "numpy", "gpu")
-    return all(a.get(key) == b.get(key) for key in keys)
 
 
 def write_results(path: Path, machine: dict, settings: Settings, records: list[dict],

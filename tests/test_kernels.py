@@ -195,3 +195,22 @@ def test_byzfl_agrees_with_our_coordinate_wise_rules_where_installed():
     for rule in ("average", "median", "trmean"):
         _, peer = peers.peer_of(rule, 2)
         assert peers.agrees(kernels.kernel_function(rule, 2, 0)(x), peer(x)), rule
+
+
+def test_every_timed_cpu_call_starts_after_the_caches_are_cleared(monkeypatch):
+    """A 16 MB input stays in a 32 MB cache or not depending on the call before it; so
+    each timed call (rule, mean, Gram) follows an eviction, and no other work does."""
+    events = []
+    monkeypatch.setattr(kernels, "evict_caches", lambda: events.append("evict"))
+    functions = {name: (lambda name=name: events.append(name)) for name in ("mean", "rule")}
+    settings = kernels.Settings(warmup=1, rounds=2, min_rounds=1)
+    _, _, rounds = kernels.interleaved_medians(functions, "cpu", settings)
+    assert events[:2] == ["mean", "rule"]  # the warm-up calls: not timed, no eviction
+    assert events[2:] == ["evict", "mean", "evict", "rule"] * rounds
+
+
+def test_the_eviction_buffer_is_twice_the_last_level_cache():
+    from benchmark import timing
+    timing.evict_caches()
+    size = timing._EVICTION[0].numel() * timing._EVICTION[0].element_size()
+    assert size == 2 * timing._last_level_cache_bytes() >= 2 << 20

@@ -9,6 +9,7 @@ from tabulate import tabulate
 from .. import kernels, registry
 from ..api import UsageError
 from ..processes import set_threads
+from ..timing import machine_info
 
 
 def register(commands) -> None:
@@ -113,7 +114,7 @@ def main(args) -> int:
     if output is None:
         print("quick run: nothing written (give --output to keep it)")
         return 0
-    machine = kernels.machine_info(device, settings)
+    machine = machine_info(device, settings)
     for note in kernels.write_results(output, machine, settings, records, skipped, helpers,
                                       merge=bool(args.defense)):
         print(f"note: {note}")
