@@ -158,8 +158,9 @@ def speed_grid(measurements: list[Measurement]) -> Grid:
              number_cell(m.ratio_to_gram, ".3g"), *([_peer_cell(m)] if peers else [])]
             for m in measurements]
     notes = ["Median time of one aggregation as `python -m benchmark kernels` recorded it in "
-             "results/kernels/*.json (on CPU, the thread's CPU time), and its ratio to a plain "
-             "mean and to the n × n Gram matrix of the same inputs."]
+             "results/kernels/*.json (on CPU, the thread's CPU time, each call starting with its "
+             "input out of the caches), and its ratio to a plain mean and to the n × n Gram "
+             "matrix of the same inputs."]
     if peers:
         notes.append(f"× peer: our time over {', '.join(peers)}'s implementation of the same "
                      "rule, timed in the same rounds on the same input (below 1: ours is "
