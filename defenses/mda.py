@@ -12,7 +12,10 @@ first in lexicographic order of row indices, found row by row with the same sear
 Non-finite rows are infinitely far from every row, so they are removed first.
 Version 2: the distance matrix is made exactly symmetric first (a float Gram matrix may
 differ by an ulp between D_ij and D_ji, which made the conflict graph directed; the search
-then found no cover, fell back to keeping every row, inf rows included).
+then found no cover, fell back to keeping every row, inf rows included). Infinite distances
+stay infinite (numpy's nan_to_num would make them the largest float: then more than f
+non-finite rows gave a NaN mean instead of the ValueError; at most f, the case every run
+can meet, gave and gives the same rows, so the version stays 2).
 """
 import math
 
@@ -131,7 +134,7 @@ def min_diameter_subset(distances, f):
     squared distances, inf allowed."""
     n = len(distances)
     everyone = (1 << n) - 1
-    distances = np.nan_to_num(np.maximum(distances, distances.T), nan=np.inf)
+    distances = np.nan_to_num(np.maximum(distances, distances.T), nan=np.inf, posinf=np.inf)
     upper = distances[np.triu_indices(n, 1)]
     candidates = np.unique(upper[np.isfinite(upper)])
     best_graph = _conflicts(np.isinf(distances))  # t = inf: only non-finite pairs conflict

@@ -128,7 +128,7 @@ def test_clippedclustering_keeps_the_tighter_of_two_equal_clusters_and_reports_i
 # --- FoolsGold on the rows that make its weights degenerate -------------------------
 
 @pytest.mark.parametrize("case", ["zero row", "opposite rows", "sybils", "non-finite",
-                                  "all sybils"])
+                                  "all sybils", "short rows", "contrarian"])
 def test_foolsgold_on_degenerate_rows(case):
     # dissimilar rows (FoolsGold gives similar rows, as honest IID ones are, weight 0)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
@@ -140,6 +140,11 @@ def test_foolsgold_on_degenerate_rows(case):
         x[4:7] = x[4]
     elif case == "non-finite":
         x[0, 1], x[6] = math.nan, INF
+    elif case == "short rows":  # norms under 1: their products of squared norms too
+        x = x / 10
+    elif case == "contrarian":  # row 7's cosine with every other row is negative
+        x = x.abs()
+        x[7] = -1.0
     else:
         x[:] = x[0]
     result = run("foolsgold", x, 2)
@@ -271,3 +276,40 @@ def test_signsgd_nan_entries_abstain_and_a_tie_gives_zero():
                      dtype=torch.float64)
     result = run("signsgd", x, 1, scale=0.5)
     assert result.tolist() == [0.0, 0.5]
+
+
+@pytest.mark.parametrize("n, f, bad_rows", [(7, 0, 0), (5, 1, 2)])
+def test_caf_with_nothing_to_filter_is_the_mean_of_the_finite_rows(n, f, bad_rows):
+    """f = 0, or n - 2f finite rows: the total weight starts at n - 2f, so the filtering
+    loop never runs."""
+    x = attacked(n, 1, 5, seed=11, byzantine="scattered")
+    x[:bad_rows] = math.nan
+    torch.testing.assert_close(run("caf", x, f), x[bad_rows:].mean(dim=0),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_clip_to_a_fixed_tau_is_exact_in_float64():
+    x = attacked(5, 1, 5, seed=13, byzantine="large")
+    clipped = run("clip", x, 1, tau=0.1)
+    assert (torch.linalg.vector_norm(clipped, dim=1) - 0.1).abs().max() < 1e-15
+
+
+def test_mda_bound_and_refusal():
+    from defenses import mda
+    assert mda.upper_bound(11, 0, 5) == INF
+    assert mda.upper_bound(11, 1, 5) == pytest.approx(10 / math.sqrt(8))
+    assert mda.upper_bound(11, 2, 5) == pytest.approx(9 / (2 * math.sqrt(8)))
+    x = attacked(7, 2, 5, seed=17, byzantine="scattered")
+    x[:3] = math.nan  # more non-finite rows than f
+    with pytest.raises(ValueError, match="more than f = 2 rows are non-finite"):
+        spec("mda").aggregate(x, 2)
+
+
+def test_signguard_with_unit_bounds_keeps_the_row_of_median_norm_alone():
+    x = attacked(7, 2, 5, seed=19, byzantine="scattered")
+    norms = torch.linalg.vector_norm(x, dim=1)
+    middle = int(norms.argsort()[3])
+    result = spec("signguard").aggregate(x, 2, L=1.0, R=1.0, fraction=1.0, quantile=0.5,
+                                         generator=torch.Generator())
+    assert result.selected.tolist() == [middle]
+    torch.testing.assert_close(result.vector, x[middle], rtol=1e-12, atol=1e-12)
