@@ -313,3 +313,23 @@ def test_signguard_with_unit_bounds_keeps_the_row_of_median_norm_alone():
                                          generator=torch.Generator())
     assert result.selected.tolist() == [middle]
     torch.testing.assert_close(result.vector, x[middle], rtol=1e-12, atol=1e-12)
+
+
+def test_clippedclustering_breaks_an_exact_tie_by_the_lowest_row():
+    """Two clusters of three, one the other with two coordinates swapped: same size, same
+    sum of distances to the last bit; the one holding row 0 is kept, in either order."""
+    a = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.05, 0.0], [1.0, 0.0, 0.05]], dtype=torch.float64)
+    b = a[:, [1, 0, 2]]
+    interleaved = torch.stack([a[0], b[0], a[1], b[1], a[2], b[2]])
+    for x, kept in ((torch.cat([a, b]), [0, 1, 2]), (torch.cat([b, a]), [0, 1, 2]),
+                    (interleaved, [0, 2, 4])):
+        result = spec("clippedclustering").aggregate(x, 1, history=False, state={})
+        assert result.selected.tolist() == kept
+        assert_close(result.vector, ref_clippedclustering(rows_of(x), 1, history=False), "tie")
+
+
+def test_clippedclustering_cosine_of_short_rows():
+    from defenses import clippedclustering
+    x = torch.tensor([[0.3, 0.4, 0.0], [0.03, 0.04, 0.0], [0.0, 0.0, 0.2]], dtype=torch.float64)
+    distances = clippedclustering.cosine_distances(x @ x.T)
+    assert abs(float(distances[0, 1])) < 1e-12 and abs(float(distances[0, 2]) - 1) < 1e-12
