@@ -208,6 +208,7 @@ def test_a_defense_that_ends_its_process_fails_the_cell_command(plugin_dir, tmp_
     assert done.stdout.startswith("failed:") and "the defense's process ended" in done.stdout
 
 
+@SIGINT_IGNORED  # the defense's process inherits the disposition: its own SIGINT is ignored
 def test_a_sigint_a_defense_sends_itself_in_its_own_process_fails_only_its_cell(plugin_dir,
                                                                               tmp_path):
     write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
