@@ -21,6 +21,7 @@ import importlib
 import mmap
 import os
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -150,6 +151,9 @@ def _host(connection) -> None:
     code = 0
     try:
         os.setsid()
+        # whatever the template inherited (a run started in the background ignores
+        # SIGINT), a defense that raises SIGINT in its host gets KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from .worker_hygiene import adopt_orphans
         adopt_orphans()
         os.chdir(tempfile.mkdtemp(prefix="defense-host-"))

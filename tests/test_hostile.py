@@ -208,11 +208,26 @@ def test_a_defense_that_ends_its_process_fails_the_cell_command(plugin_dir, tmp_
     assert done.stdout.startswith("failed:") and "the defense's process ended" in done.stdout
 
 
-@SIGINT_IGNORED  # the defense's process inherits the disposition: its own SIGINT is ignored
 def test_a_sigint_a_defense_sends_itself_in_its_own_process_fails_only_its_cell(plugin_dir,
                                                                               tmp_path):
     write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
     result = run_cell(tiny("ctrl-c"), tmp_path)
+    assert result.status == "failed" and "defense raised KeyboardInterrupt" in result.reason
+
+
+def test_a_defense_host_gets_sigint_even_from_a_template_started_with_it_ignored(plugin_dir,
+                                                                               tmp_path):
+    """A run started in the background ignores SIGINT, and so did the template it started
+    and every host forked from it: a defense's own SIGINT then did nothing."""
+    from benchmark.isolated_defense import TEMPLATE
+    write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        TEMPLATE.start()  # a fresh template, inheriting SIG_IGN
+        result = run_cell(tiny("ctrl-c"), tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        TEMPLATE.start()
     assert result.status == "failed" and "defense raised KeyboardInterrupt" in result.reason
 
 
