@@ -6,11 +6,14 @@ import math
 import pytest
 import torch
 
-from benchmark import registry
 from benchmark.api import Aggregated, UsageError
 from benchmark.plugins import BoundDefense
-from tests.defense_references import (
-    ref_clip, ref_clippedclustering, ref_dnc, ref_foolsgold, ref_signguard, rows_of,
+from tests.defense_references import ref_clip, rows_of
+from tests.defense_references_filters import (
+    ref_clippedclustering,
+    ref_dnc,
+    ref_foolsgold,
+    ref_signguard,
 )
 from tests.test_defenses import assert_close, inputs, run, spec
 

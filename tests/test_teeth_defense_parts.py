@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from defenses import bulyan, mda, signguard
-from tests.defense_references import bulyan_picks, ref_bulyan, ref_mean_shift, rows_of
+from tests.defense_references import bulyan_picks, ref_bulyan, rows_of
+from tests.defense_references_filters import ref_mean_shift
 from tests.test_defenses import assert_close, run
 
 

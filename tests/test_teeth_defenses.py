@@ -13,13 +13,15 @@ from benchmark.api import Aggregated
 from tests.defense_references import (
     ref_bucketing,
     ref_clip,
-    ref_clippedclustering,
-    ref_dnc,
     ref_fltrust,
-    ref_foolsgold,
-    ref_signguard,
     rows_of,
     trusted_gradient,
+)
+from tests.defense_references_filters import (
+    ref_clippedclustering,
+    ref_dnc,
+    ref_foolsgold,
+    ref_signguard,
 )
 from tests.test_defenses import NAMES, RULES, assert_close, min_n, run, spec
 
