@@ -5,6 +5,7 @@ whatever ran before it)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import subprocess
@@ -51,7 +52,6 @@ def same_machine(a: dict, b: dict) -> bool:
     return all(a.get(key) == b.get(key) for key in keys)
 
 
-
 def _last_level_cache_bytes() -> int:
     for index in range(4, 0, -1):
         try:
@@ -64,12 +64,12 @@ def _last_level_cache_bytes() -> int:
     return 32 << 20
 
 
-_EVICTION: list[torch.Tensor] = []  # a buffer twice the last-level cache, made once
+@functools.cache
+def eviction_buffer() -> torch.Tensor:
+    """float32, twice the size of the last-level cache; made once per process."""
+    return torch.zeros(2 * _last_level_cache_bytes() // 4, dtype=torch.float32)
 
 
 def evict_caches() -> None:
-    """Writes a buffer twice the size of the last-level cache, pushing out whatever the
-    previous call left there."""
-    if not _EVICTION:
-        _EVICTION.append(torch.zeros(2 * _last_level_cache_bytes() // 4, dtype=torch.float32))
-    _EVICTION[0].add_(1.0)
+    """Writes the eviction buffer, pushing out whatever the previous call left in cache."""
+    eviction_buffer().add_(1.0)

@@ -212,5 +212,6 @@ def test_every_timed_cpu_call_starts_after_the_caches_are_cleared(monkeypatch):
 def test_the_eviction_buffer_is_twice_the_last_level_cache():
     from benchmark import timing
     timing.evict_caches()
-    size = timing._EVICTION[0].numel() * timing._EVICTION[0].element_size()
+    buffer = timing.eviction_buffer()
+    size = buffer.numel() * buffer.element_size()
     assert size == 2 * timing._last_level_cache_bytes() >= 2 << 20

@@ -49,6 +49,7 @@ STAGES = ("gradients", "momentum", "attack", "shuffle", "defense", "update", "me
 NOT_THE_HARNESS = ("gradients", "attack", "defense")  # the model's and the plugins' work
 REPLICATED_STAGES = STAGES[:6] + ("servers",) + STAGES[6:]
 
+
 def register(commands) -> None:
     parser = commands.add_parser(
         "profile-step", help="time one training step, stage by stage",
