@@ -148,8 +148,8 @@ def run_cell(config: RunConfig, root: Path | str, resume: bool = True, *,
     record.update(status=outcome.status, reason=outcome.reason, started=started,
                   finished=store.now(), steps_done=outcome.steps_done,
                   timings={"seconds": round(previous_seconds + time.monotonic() - clock, 3),
-                           # CPU time of this process and of the defense's own (a resumed
-                           # run: since it resumed)
+                           # CPU time of this process and of the defense's own, their
+                           # polling for each other left out (a resumed run: since it resumed)
                            "cpu_seconds": round(time.process_time() - cpu_clock + defense_cpu,
                                                 3)},
                   summary=summary)

@@ -89,7 +89,7 @@ def serve(connection) -> None:
 
 class _Catalog:
     def __init__(self):
-        from .isolated_defense import TEMPLATE
+        from .host_template import TEMPLATE
         from .process_guard import keep_memory_private
 
         keep_memory_private()  # the catalog cannot read this process

@@ -29,7 +29,8 @@ import time
 import warnings
 from multiprocessing.connection import Listener
 
-from .host_wire import raised_reply, receive, send_reply
+from .host_handoff import ControlBlock, Waiter
+from .host_wire import WAKE, is_wake, raised_reply, receive, send_reply
 from .process_guard import drop_privileges, keep_memory_private
 
 MEMORY_ALLOWANCE = 4 << 30  # bytes of address space a host may add to what the template maps
@@ -72,8 +73,10 @@ class Host:
         faulthandler.enable(file=self.crash_report)
         self.defense = BoundDefense("", setup["f"], generator,
                                     components=_load_components(setup["components"]))
-        self.rows = self.output = None
+        self.rows = self.output = self.control = self.dtype = None
+        self.answered = 0  # the last call through the control block answered
         self.torch = torch
+        self.waiter = Waiter()
 
     @staticmethod
     def _attach(handle: int, nbytes: int, writable: bool):
@@ -89,22 +92,58 @@ class Host:
         connection = self.connection
         send_reply(connection, ("ready",))
         while True:
+            arrived = self.waiter.wait(connection, arrived=self._called, asleep=self._asleep)
+            if arrived == "block":
+                self._answer_block()
+                continue
             try:
                 message = receive(connection)
             except EOFError:
                 return
             kind = message[0]
-            if kind == "buffers":  # ("buffers", rows bytes, output bytes) then two handles
-                self.rows = self._attach(recv_handle(connection), message[1], False)
-                self.output = self._attach(recv_handle(connection), message[2], True)
+            if kind == "buffers":  # ("buffers", bytes of rows, output, control block, dtype)
+                handles = [recv_handle(connection) for _ in range(3)]
+                self.rows = self._attach(handles[0], message[1], False)
+                self.output = self._attach(handles[1], message[2], True)
+                self.control = ControlBlock(self._attach(handles[2], message[3], True))
+                self.dtype = message[4]
+                self.answered = 0  # a new block is zeros; the run's calls count from 1
                 continue
             if kind == "close":
                 return
+            if is_wake(message):
+                continue
             try:
                 reply = getattr(self, f"_{kind}")(*message[1:])
             except BaseException as error:  # whatever the plugin raises ends in a reply
                 reply = raised_reply(error)
             send_reply(connection, reply)
+
+    def _called(self) -> bool:
+        return self.control is not None and \
+            self.control.slots[ControlBlock.REQUEST] != self.answered
+
+    def _asleep(self, asleep: bool) -> None:
+        if self.control is not None:
+            self.control.slots[ControlBlock.HOST_ASLEEP] = int(asleep)
+
+    def _answer_block(self) -> None:
+        """Answers the call in the control block: there if it can, else on the socket."""
+        block, slots = self.control, self.control.slots
+        called = slots[ControlBlock.REQUEST]
+        try:
+            reply = self._aggregate(slots[ControlBlock.ROWS], slots[ControlBlock.WIDTH],
+                                    self.dtype, None)
+        except BaseException as error:
+            reply = raised_reply(error)
+        if reply[0] == "ok" and block.write_selection(reply[1]):
+            slots[ControlBlock.KIND] = ControlBlock.OK
+        else:
+            send_reply(self.connection, reply)
+            slots[ControlBlock.KIND] = ControlBlock.ON_SOCKET
+        self.answered = slots[ControlBlock.ANSWER] = called
+        if slots[ControlBlock.RUN_ASLEEP]:
+            send_reply(self.connection, WAKE)
 
     def _aggregate(self, rows: int, d: int, dtype, server_gradient):
         from .plugins import PluginFailure
@@ -131,7 +170,7 @@ class Host:
         return ("ok", self.defense.states, self.defense.generator.get_state())
 
     def _cpu(self):
-        return ("ok", time.process_time())
+        return ("ok", time.process_time() - self.waiter.spun)
 
     def _set_state(self, states, generator):
         self.defense.states = states

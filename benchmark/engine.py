@@ -141,10 +141,11 @@ class Simulation:
 
     def close(self) -> float:
         """Ends the processes of isolated defenses (a no-op for in-process ones); returns
-        the CPU seconds they used, which the run's own process time does not count."""
+        the CPU seconds to add to the run's own process time: those they used, less the
+        time the run spent polling for their answers (benchmark.host_handoff)."""
         seconds = 0.0
         for isolated in self.isolated:
-            seconds += isolated.cpu_seconds()
+            seconds += isolated.cpu_seconds() - isolated.polled_seconds()
             isolated.close()
         return seconds
 

@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from . import devices, isolated_defense, provenance, store, worker_hygiene
+from . import devices, host_template, isolated_defense, provenance, store, worker_hygiene
 from .api import UsageError
 from .cells import CellResult, publish_cell, run_cell
 from .processes import single_thread
@@ -131,7 +131,7 @@ def run_local(configs: Iterable[RunConfig], root: Path | str, jobs: int,
         groups.setdefault(config.defense, []).append(with_budget(config))
     if any(isolated_defense.wanted(config.device) for group in groups.values()
            for config in group):
-        isolated_defense.ensure_template()  # shared by the workers, which start no other
+        host_template.ensure_template()  # shared by the workers, which start no other
     for group in groups.values():
         results += _run_pools(group, root, jobs, on_done, gpus, deadline, start_method,
                               cell_options, usage_errors)

@@ -28,6 +28,15 @@ def receive(connection):
     return pickle.loads(connection.recv_bytes())
 
 
+WAKE = ("wake",)  # "look at the shared control block" (benchmark.host_handoff)
+
+
+def is_wake(message) -> bool:
+    """Whether a message from the other side is WAKE (a reply may be anything)."""
+    return type(message) is tuple and len(message) == 1 and message[0] is not None \
+        and type(message[0]) is str and message[0] == WAKE[0]
+
+
 def raised_reply(error: BaseException) -> tuple:
     """The reply that stands for an exception raised in a plugin's process."""
     return ("raised", type(error).__name__, str(error))
@@ -81,3 +90,4 @@ def receive_reply(connection):
     except Exception as error:  # a malformed archive: whatever its reader raised
         raise pickle.UnpicklingError(f"{type(error).__name__}: {error}") from None
     raise pickle.UnpicklingError("a reply in no known format")
+

@@ -20,30 +20,28 @@ the run's process, for debugging.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import mmap
 import os
 import pickle
-import secrets
-import subprocess
 import sys
 import time
 import weakref
-from multiprocessing.connection import Client
 from multiprocessing.reduction import send_handle
 from pathlib import Path
 
+import numpy
 import torch
 
 from . import defense_catalog
-from .host_wire import raised_exception, receive_reply, send
+from .host_handoff import ControlBlock, Waiter
+from .host_template import TEMPLATE
+from .host_wire import WAKE, is_wake, raised_exception, receive_reply, send
 from .plugins import BoundDefense, PluginFailure
 from .process_guard import keep_memory_private
 from .worker_hygiene import kill_group
 
 IN_PROCESS_VARIABLE = "BENCHMARK_DEFENSE_IN_PROCESS"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def wanted(device: str) -> bool:
@@ -80,69 +78,6 @@ def settings_applied(settings: dict[str, str | None]):
         _set_settings(saved)
 
 
-class _Template:
-    """The process that forks hosts, one per process tree: a process that starts it puts
-    its address in BENCHMARK_DEFENSE_TEMPLATE, so that the workers it starts (forked or
-    spawned) connect to it instead of each starting its own."""
-
-    VARIABLE = "BENCHMARK_DEFENSE_TEMPLATE"
-
-    def __init__(self):
-        self.process = None
-
-    def connect(self):
-        """A connection to the template (started first if no live one is known)."""
-        for attempt in range(2):
-            known = os.environ.get(self.VARIABLE, "")
-            if known:
-                address, _, key = known.rpartition(" ")
-                try:
-                    return Client(address, family="AF_UNIX", authkey=bytes.fromhex(key))
-                except (OSError, EOFError, ValueError):
-                    pass
-            if attempt == 0:
-                self.start()
-        raise RuntimeError("the defense host template did not start")
-
-    def start(self) -> None:
-        from .worker_hygiene import KEEP
-
-        self.stop()
-        authkey = secrets.token_bytes(32)
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path]))}
-        env.pop(self.VARIABLE, None)
-        env.pop(defense_catalog.VARIABLE, None)  # its catalogs import the defenses
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmark.defense_host"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env, cwd=ROOT)
-        KEEP.add(self.process.pid)  # not a leftover of a cell (worker_hygiene)
-        self.process.stdin.write(authkey.hex().encode() + b"\n")
-        self.process.stdin.flush()
-        address = self.process.stdout.readline().decode().strip()
-        if address:
-            os.environ[self.VARIABLE] = f"{address} {authkey.hex()}"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
-
-
-TEMPLATE = _Template()
-atexit.register(TEMPLATE.stop)
-
-
-def ensure_template() -> None:
-    """Starts the template now, unless one is reachable (a parent calls it before starting
-    workers, which then share it)."""
-    TEMPLATE.connect().close()
-
-
 class _RemoteGenerator:
     """The host's generator as checkpoints see it (get_state / set_state)."""
 
@@ -169,8 +104,11 @@ class IsolatedDefense:
         self.server_gradient: torch.Tensor | None = None
         self.generator = _RemoteGenerator(self)
         self._rows = self._output = self._d = None  # the shared buffers and their (d, dtype)
+        self._control: ControlBlock | None = None  # each step's call (benchmark.host_handoff)
+        self._calls = 0
         self._capacity = 0
         self.connection = TEMPLATE.connect()
+        self._waiter = Waiter()
         send(self.connection, os.getpid())
         self.pid = receive_reply(self.connection)
         self._crash_report, report = os.pipe()  # the host's faulthandler writes there
@@ -206,21 +144,22 @@ class IsolatedDefense:
         """A [rows, d] tensor in memory the host shares, for the channel to fill."""
         if self._rows is None or rows * d * dtype.itemsize > self._capacity \
                 or self._d != (d, dtype):
-            self._share(rows * d * dtype.itemsize, d * dtype.itemsize)
+            self._share(rows * d * dtype.itemsize, d * dtype.itemsize, rows, dtype)
             self._d = (d, dtype)
         return torch.frombuffer(self._rows, dtype=dtype, count=rows * d).view(rows, d)
 
-    def _share(self, nbytes: int, output_bytes: int) -> None:
+    def _share(self, nbytes: int, output_bytes: int, rows: int, dtype: torch.dtype) -> None:
         buffers = []
-        for size in (nbytes, output_bytes):
+        for size in (nbytes, output_bytes, ControlBlock.nbytes(rows)):
             handle = os.memfd_create("defense-rows")
             os.ftruncate(handle, size)
             buffers.append((handle, mmap.mmap(handle, size)))
-        send(self.connection, ("buffers", nbytes, output_bytes))
+        send(self.connection, ("buffers", nbytes, output_bytes, ControlBlock.nbytes(rows), dtype))
         for handle, _ in buffers:
             send_handle(self.connection, handle, self.pid)
             os.close(handle)
-        (_, self._rows), (_, self._output) = buffers
+        (_, self._rows), (_, self._output), (_, control) = buffers
+        self._control = ControlBlock(control)
         self._capacity = nbytes
         self._start = torch.frombuffer(self._rows, dtype=torch.uint8, count=1).data_ptr()
 
@@ -228,15 +167,47 @@ class IsolatedDefense:
         rows, d = gradients.shape
         if not self._holds(gradients):
             self.input_buffer(rows, d, gradients.dtype).copy_(gradients)
-        reply = self._ask(("aggregate", rows, d, gradients.dtype, self.server_gradient),
-                          "aggregating")
+        if self.server_gradient is None:
+            reply = self._call_through_block(rows, d)
+        else:
+            reply = self._ask(("aggregate", rows, d, gradients.dtype, self.server_gradient),
+                              "aggregating")
         if reply[0] == "failed":
             raise PluginFailure(reply[1])
         vector = torch.frombuffer(self._output, dtype=gradients.dtype, count=d).clone()
-        if not torch.isfinite(vector).all():
+        if not _finite(vector):
             raise PluginFailure("defense returned a non-finite vector")
         selected = None if reply[1] is None else torch.tensor(reply[1], dtype=torch.long)
         return vector, selected
+
+    def _call_through_block(self, rows: int, d: int) -> tuple:
+        """The step's call through the control block; the reply, as the socket gives it."""
+        slots, doing = self._control.slots, "aggregating"
+        slots[ControlBlock.ROWS], slots[ControlBlock.WIDTH] = rows, d
+        self._calls += 1
+        slots[ControlBlock.REQUEST] = called = self._calls
+        if slots[ControlBlock.HOST_ASLEEP]:
+            self._send(WAKE, doing)
+        while True:
+            arrived = self._waiter.wait(
+                self.connection, self._time_left(),
+                arrived=lambda: slots[ControlBlock.ANSWER] == called,
+                asleep=lambda asleep: slots.__setitem__(ControlBlock.RUN_ASLEEP, int(asleep)))
+            if arrived is None:
+                raise self._timed_out(doing)
+            if arrived == "socket":  # a wake-up, the host gone, or the reply itself
+                reply = self._read(doing)
+                if not is_wake(reply):
+                    return _raise_if_raised(reply)
+            elif slots[ControlBlock.KIND] == ControlBlock.OK:
+                try:
+                    return ("ok", self._control.read_selection(rows))
+                except ValueError as error:
+                    self.close()
+                    raise PluginFailure(f"the defense's process wrote a wrong answer while "
+                                        f"{doing} ({error}); its process was killed") from None
+            else:
+                return self._reply(doing)
 
     def _holds(self, tensor: torch.Tensor) -> bool:
         """Whether `tensor` is the shared buffer's rows (the channel built it there)."""
@@ -261,29 +232,41 @@ class IsolatedDefense:
         self._ask(("set_state", states, generator), "restoring its state")
 
     def _ask(self, message: tuple, doing: str):
+        self._send(message, doing)
+        return self._reply(doing)
+
+    def _send(self, message, doing: str) -> None:
         try:
             send(self.connection, message)
         except OSError:
             raise self._ended(doing) from None
-        return self._reply(doing)
+
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def _reply(self, doing: str):
-        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        """The next reply on the socket, wake-ups skipped; a raised one raised here."""
+        while True:
+            if not self._waiter.wait(self.connection, self._time_left()):
+                raise self._timed_out(doing)
+            reply = self._read(doing)
+            if not is_wake(reply):
+                return _raise_if_raised(reply)
+
+    def _read(self, doing: str):
         try:
-            if not self.connection.poll(timeout):
-                self.close()
-                raise PluginFailure(f"defense did not answer while {doing} within the cell's "
-                                    "time budget; its process was killed")
-            reply = receive_reply(self.connection)
+            return receive_reply(self.connection)
         except (EOFError, OSError):
             raise self._ended(doing) from None
         except pickle.UnpicklingError as error:  # code in a reply: the host is not trusted
             self.close()
             raise PluginFailure(f"the defense's process sent a reply that is not data while "
                                 f"{doing} ({error}); its process was killed") from None
-        if reply[0] == "raised":
-            raise raised_exception(reply)
-        return reply
+
+    def _timed_out(self, doing: str) -> PluginFailure:
+        self.close()
+        return PluginFailure(f"defense did not answer while {doing} within the cell's "
+                             "time budget; its process was killed")
 
     def _ended(self, doing: str) -> PluginFailure:
         try:
@@ -298,17 +281,36 @@ class IsolatedDefense:
                              "crashed, or went over its memory limit)")
 
     def cpu_seconds(self) -> float:
-        """The CPU time the host has used (0 once it has ended)."""
+        """The CPU time the host has used, less its polling for calls (0 once it has
+        ended)."""
         try:
             return self._ask(("cpu",), "reporting its CPU time")[1]
         except (PluginFailure, OSError, ValueError):
             return 0.0
+
+    def polled_seconds(self) -> float:
+        """The CPU time this process has spent polling for the host's answers."""
+        return self._waiter.spun
 
     def close(self) -> None:
         """Ends the host and everything it started; the shared buffers go with the last
         tensor that views them."""
         self._finalizer()
         self._rows = self._output = None
+
+
+def _raise_if_raised(reply):
+    if type(reply) is tuple and reply and type(reply[0]) is str and reply[0] == "raised":
+        raise raised_exception(reply)
+    return reply
+
+
+def _finite(vector: torch.Tensor) -> bool:
+    """torch.isfinite(vector).all(), through numpy where it can (a tenth of the cost on a
+    small vector, which a small model's step feels)."""
+    if vector.dtype in (torch.float32, torch.float64):
+        return bool(numpy.isfinite(vector.numpy()).all())
+    return bool(torch.isfinite(vector).all())
 
 
 def _entry(component) -> dict:

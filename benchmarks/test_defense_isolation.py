@@ -19,7 +19,7 @@ import pytest
 
 from benchmark.config import make_config
 from benchmark.engine import Simulation
-from benchmark.isolated_defense import ensure_template
+from benchmark.host_template import ensure_template
 
 ROUNDS = 10 if os.environ.get("BENCH_QUICK") else 60
 

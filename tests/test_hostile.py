@@ -219,7 +219,7 @@ def test_a_defense_host_gets_sigint_even_from_a_template_started_with_it_ignored
                                                                                tmp_path):
     """A run started in the background ignores SIGINT, and so did the template it started
     and every host forked from it: a defense's own SIGINT then did nothing."""
-    from benchmark.isolated_defense import TEMPLATE
+    from benchmark.host_template import TEMPLATE
     write_defense(plugin_dir, "ctrl-c", "signal.raise_signal(signal.SIGINT)")
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
