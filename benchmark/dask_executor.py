@@ -24,6 +24,7 @@ from . import defense_catalog, executors, store
 from .cells import CellResult, completed, publish_cell, run_cell
 from .config import RunConfig
 from .executors import ATTEMPTS, POLL, THREAD_VARIABLES, OnDone
+from .host_handoff import set_concurrent_runs
 from .isolated_defense import process_settings, settings_applied
 from .process_guard import keep_memory_private
 
@@ -130,6 +131,7 @@ def run_dask(configs: Iterable[RunConfig], root: Path | str, on_done: OnDone, *,
     processes. Complete cells are skipped here; the others go to the cluster."""
     from distributed import Client
 
+    set_concurrent_runs(None if scheduler else workers or 1)  # carried by process_settings
     cluster = None if scheduler else start_local_cluster(workers or 1)
     results: list[CellResult] = []
     with Client(scheduler or cluster) as client:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 import torch
 
 from . import devices, host_template, isolated_defense, provenance, store, worker_hygiene
+from .host_handoff import set_concurrent_runs
 from .api import UsageError
 from .cells import CellResult, publish_cell, run_cell
 from .processes import single_thread
@@ -148,6 +149,7 @@ def _run_pools(pending: list[RunConfig], root: Path | str, jobs: int, on_done: O
         os.environ[variable] = "1"
     context = multiprocessing.get_context(start_method)
     while pending:
+        set_concurrent_runs(min(jobs, len(pending)))  # inherited too (host_handoff)
         started, gpu_slots = context.Queue(), None
         if gpus and any(gpu is not None for gpu in gpus):
             jobs, gpu_slots = len(gpus), context.Queue()

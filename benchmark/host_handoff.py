@@ -9,6 +9,12 @@ and the waiting side polls the block (`Waiter`) while its waits have been short.
 else (state, probes, failures, the CPU report, closing) stays on the socket
 (benchmark.host_wire).
 
+Polling pays only where a core would otherwise be idle: with as many runs as cores, each
+run's polling takes the core its neighbour's run needs (measured: 114 digits cells, 2 runs
+on 2 cores, 20 % longer with polling). So a run polls only when the command runs at most
+one run for every two cores (`POLL_VARIABLE`, set by the executors; unset, as for `cell`:
+when there are two cores); otherwise both sides sleep on the socket at once.
+
 A side that has waited longer than `Waiter.SPIN_LIMIT` sleeps on the socket and says so in
 the block; the other side then sends a WAKE message after its write. The two sides may
 write their flags at the same moment and each read the other's stale one (x86 lets a load
@@ -23,6 +29,27 @@ from __future__ import annotations
 import os
 import time
 from array import array
+
+
+POLL_VARIABLE = "BENCHMARK_DEFENSE_POLL"  # "1": a run and its host poll, "0": they sleep
+
+
+def polling_wanted() -> bool:
+    """Whether this process's runs poll for their defense's answers (see the module)."""
+    setting = os.environ.get(POLL_VARIABLE, "")
+    return setting == "1" if setting in ("0", "1") else _cores() >= 2
+
+
+def set_concurrent_runs(runs: int | None) -> None:
+    """Tells the runs this process starts from now on how many run at once (None: not
+    known here, as on a remote cluster): they poll only with two cores for each."""
+    polls = runs is not None and 2 * runs <= _cores()
+    os.environ[POLL_VARIABLE] = "1" if polls else "0"
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
 
 
 class ControlBlock:
@@ -68,7 +95,7 @@ class ControlBlock:
 
 
 class Waiter:
-    """Waits for the other side, polling while waits have been short.
+    """Waits for the other side, polling while waits have been short (if it `polls`).
 
     While the last wait was shorter than SPIN_LIMIT, it polls the block and the socket
     (yielding the core to any other runnable process) for up to that long before it sleeps;
@@ -79,7 +106,8 @@ class Waiter:
     SPIN_LIMIT = 0.002  # seconds
     NAP = 0.001  # seconds: the first sleep, after which the block is checked again
 
-    def __init__(self):
+    def __init__(self, polls: bool = True):
+        self.limit = self.SPIN_LIMIT if polls else 0.0
         self.last_wait = 0.0
         self.spun = 0.0  # CPU seconds of this thread spent polling
 
@@ -96,10 +124,10 @@ class Waiter:
             self.last_wait = time.monotonic() - started
 
     def _poll(self, connection, end, arrived):
-        if self.last_wait >= self.SPIN_LIMIT:
+        if self.last_wait >= self.limit:
             return None
         cpu = time.thread_time()
-        stop = time.monotonic() + self.SPIN_LIMIT
+        stop = time.monotonic() + self.limit
         stop = stop if end is None else min(stop, end)
         try:
             while True:

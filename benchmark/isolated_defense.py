@@ -34,7 +34,7 @@ import numpy
 import torch
 
 from . import defense_catalog
-from .host_handoff import ControlBlock, Waiter
+from .host_handoff import POLL_VARIABLE, ControlBlock, Waiter, polling_wanted
 from .host_template import TEMPLATE
 from .host_wire import WAKE, is_wake, raised_exception, receive_reply, send
 from .plugins import BoundDefense, PluginFailure
@@ -54,9 +54,10 @@ def wanted(device: str) -> bool:
 
 def process_settings() -> dict[str, str | None]:
     """How this process runs defenses, as the variables that say it: in-process or not,
-    declarations imported or from a catalog. A process running cells for another one that
+    declarations imported or from a catalog, polling for answers or not. A process running cells for another one that
     did not start it (a remote Dask worker) takes them over (`settings_applied`)."""
-    return {name: os.environ.get(name) for name in (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE)}
+    return {name: os.environ.get(name)
+            for name in (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE, POLL_VARIABLE)}
 
 
 def _set_settings(settings: dict[str, str | None]) -> None:
@@ -108,7 +109,7 @@ class IsolatedDefense:
         self._calls = 0
         self._capacity = 0
         self.connection = TEMPLATE.connect()
-        self._waiter = Waiter()
+        self._waiter = Waiter(polling_wanted())
         send(self.connection, os.getpid())
         self.pid = receive_reply(self.connection)
         self._crash_report, report = os.pipe()  # the host's faulthandler writes there
@@ -117,7 +118,7 @@ class IsolatedDefense:
                                            self._crash_report)
         send(self.connection, {
             "plugin_path": os.environ.get("BENCHMARK_PLUGINS"), "f": f,
-            "generator": generator.get_state(),
+            "generator": generator.get_state(), "polls": self._waiter.limit > 0,
             "components": [_entry(component) for component in self.components]})
         send_handle(self.connection, report, self.pid)
         os.close(report)

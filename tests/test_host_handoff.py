@@ -11,7 +11,8 @@ from multiprocessing.connection import Connection
 import pytest
 import torch
 
-from benchmark.host_handoff import ControlBlock, Waiter
+from benchmark.host_handoff import (POLL_VARIABLE, ControlBlock, Waiter, polling_wanted,
+                                    set_concurrent_runs)
 from benchmark.isolated_defense import IsolatedDefense
 from benchmark.plugins import BoundDefense, PluginFailure
 from tests.plugin_fixtures import write_plugin
@@ -43,6 +44,22 @@ def test_a_selection_count_the_host_could_not_have_meant_is_an_error(count):
     block.slots[ControlBlock.COUNT] = count
     with pytest.raises(ValueError, match=f"a selection of {count} rows out of 5"):
         block.read_selection(5)
+
+
+@pytest.mark.parametrize("runs, polls", [(1, True), (2, False), (None, False)])
+def test_runs_poll_only_with_two_cores_each(monkeypatch, runs, polls):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv(POLL_VARIABLE, raising=False)
+    assert polling_wanted()  # a lone run (`cell`) with a core to spare
+    set_concurrent_runs(runs)  # None: a remote cluster, whose load is not known here
+    assert polling_wanted() is polls
+    assert Waiter(polling_wanted()).limit == (Waiter.SPIN_LIMIT if polls else 0)
+
+
+def test_a_waiter_that_does_not_poll_sleeps_at_once(connection):
+    waiter, asleep = Waiter(polls=False), []
+    assert waiter.wait(connection, 0.02, asleep=asleep.append) is None
+    assert asleep == [True, False] and waiter.spun == 0.0
 
 
 def test_after_short_waits_the_waiter_polls_and_sees_the_block_at_once(connection,
@@ -118,10 +135,9 @@ SLOW = """
 def test_a_call_is_answered_the_same_whether_each_side_polls_or_sleeps(
         plugin_dir, monkeypatch, run_polls, pause):
     """pause: between calls, longer than the host's polling (it sleeps and must be woken);
-    run_polls False: the run sleeps at once (the host must wake it)."""
+    run_polls False: both sides sleep at once (each must wake the other)."""
     write_plugin(plugin_dir, "defenses", "slow", SLOW.format(seconds=0.003))
-    if not run_polls:
-        monkeypatch.setattr(Waiter, "SPIN_LIMIT", 0.0)
+    monkeypatch.setenv(POLL_VARIABLE, "1" if run_polls else "0")
     inputs = torch.randn(12, 7, 30, generator=torch.Generator().manual_seed(3))
     for text in ("krum", "slow"):
         reference = BoundDefense(text, 2, torch.Generator().manual_seed(1))
