@@ -40,11 +40,13 @@ SHAPES = ((11, 2), (11, 3), (15, 3), (23, 5), (31, 7))  # (n, f): the first a ru
 D = 40
 TOLERANCE = {"plugin": 1e-5, "canary": 1e-4}  # relative; absolute floor 1e-7 (see close)
 CANARY_COLUMNS = ("loss", "theta_distance", "honest_deviation", "honest_norm", "attack_norm",
-                  "defense_norm", "byzantine_selected")
+                  "defense_norm", "byzantine_selected", "lr", "points", "server_drift",
+                  "server_drift_ratio", "gathered")
 
 # Short harness runs: every placement, Nesterov, dampening, clean and data-level attacks,
 # a composition, local steps, a non-i.i.d. split, f_real, metrics off, no clipping, the
-# server's root data (FLTrust).
+# server's root data (FLTrust), partial participation, replicated servers (Byzantine
+# servers, workers that equivocate, a data-level attack, momentum at each server).
 CANARIES = {
     "median-little-worker": dict(defense="median", attack="little", momentum_at="worker"),
     "krum-empire-update-nesterov": dict(defense="krum", attack="empire", momentum_at="update",
@@ -64,6 +66,16 @@ CANARIES = {
     "average-little-bare": dict(defense="average", attack="little", momentum_at="update",
                                 metrics=False, clip=None),
     "fltrust-little-worker": dict(defense="fltrust", attack="little", momentum_at="worker"),
+    "median-little-participation": dict(defense="median", attack="little",
+                                        momentum_at="worker", participants=8),
+    "median-little-servers-equivocation": dict(defense="median", attack="little",
+                                               momentum_at="worker", servers=3,
+                                               byzantine_servers=1,
+                                               server_attack="model-little", gather_every=3,
+                                               worker_equivocation=True),
+    "bucketing+trmean-labelflip-servers-server": dict(
+        defense="bucketing:s=2+trmean", attack="labelflip", momentum_at="server", servers=4,
+        byzantine_servers=1, server_attack="model-empire", gather_every=2, pull_rule="meamed"),
     "fashion-mnist-median-little": dict(task="fashion-mnist", defense="median",
                                         attack="little", momentum_at="worker", n=7, f=2,
                                         batch_size=8, steps=3, eval_every=3),
