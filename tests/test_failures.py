@@ -6,6 +6,7 @@ import pytest
 from benchmark import store
 from benchmark.cells import run_cell
 from benchmark.config import make_config
+from benchmark.isolated_defense import IN_PROCESS_VARIABLE
 from tests.plugin_fixtures import write_plugin
 
 BROKEN = {
@@ -29,7 +30,9 @@ def write_broken(plugin_dir, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
-def test_broken_defense_gives_a_failed_cell_with_the_reason(plugin_dir, tmp_path, kind):
+def test_broken_defense_gives_a_failed_cell_with_the_reason(plugin_dir, tmp_path, kind,
+                                                           monkeypatch):
+    monkeypatch.setenv(IN_PROCESS_VARIABLE, "0")  # the default, whatever the caller's setting
     write_broken(plugin_dir, kind)
     result = run_cell(make_config(defense=f"broken-{kind}", attack="little", steps=5),
                       tmp_path / "results")
