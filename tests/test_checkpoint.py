@@ -88,6 +88,8 @@ CASES = {
                                           attack="gaussian:sigma=3.0"),
     # the server's root sampler and its momentum of root gradients travel too
     "fltrust-worker": dict(momentum_at="worker", defense="fltrust"),
+    # a stateful attack's state (rop: its running momentum) and the jitter stream travel
+    "stateful-attack-jitter": dict(momentum_at="worker", attack="rop", attack_jitter=0.05),
 }
 
 
