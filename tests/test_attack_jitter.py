@@ -7,6 +7,8 @@ import torch
 from benchmark.api import UsageError
 from benchmark.config import make_config
 from benchmark.engine import Simulation
+from benchmark.plugins import BoundAttack
+from benchmark.stages.adversary import Adversary
 from tests.plugin_fixtures import write_plugin
 
 DEDUP = """
@@ -50,6 +52,20 @@ def test_jittered_rows_differ_by_about_the_jitter_and_never_coincide():
 def test_a_non_finite_row_is_sent_as_the_attack_made_it():
     rows, _ = byzantine_rows(attack="inf", attack_jitter=1e-3)
     assert torch.isinf(rows).all()
+
+
+def test_each_row_gets_noise_of_its_own_rms_coordinate_and_a_non_finite_row_none():
+    """v + jitter · (‖v‖ / √d) · z, z standard normal from the jitter stream, row by row;
+    a row with a non-finite entry as sent, while the other rows still get their noise."""
+    rows = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 100.0, 0.0],
+                         [1.0, float("inf"), 2.0, 3.0]])
+    adversary = Adversary(BoundAttack("little", 3, torch.Generator()),
+                          jitter=(0.1, torch.Generator().manual_seed(5)))
+    jittered = adversary._jittered(rows)
+    noise = torch.randn(rows.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(jittered[0], rows[0] + 0.1 * (5.0 / 2.0) * noise[0])
+    assert torch.equal(jittered[1], rows[1] + 0.1 * (100.0 / 2.0) * noise[1])
+    assert torch.equal(jittered[2], rows[2])
 
 
 def final_rows(defense, **extra):
