@@ -128,7 +128,16 @@ def test_a_replicated_run_resumes_to_the_same_files(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--servers", "3", "--byzantine-servers", "1", "--server-attack", "silence"],
-     "combines 2 models, 2 of them from correct servers"),
+     "a pull with servers=3, byzantine_servers=1 and server attack 'silence' combines 2 "
+     "models, 2 of them from correct servers, which pull_rule 'median' cannot use: "),
+    (["--servers", "3", "--byzantine-servers", "1", "--server-attack", "silence"],
+     "Raise servers or lower byzantine_servers"),
+    (["--servers", "4", "--byzantine-servers", "1", "--gather-rule", "cclip"],
+     "gather_rule 'cclip' is stateful or needs server data; a model rule must be a plain "
+     "function of the models it gets"),
+    (["--servers", "4", "--byzantine-servers", "1", "--defense", "fltrust"],
+     "defense 'fltrust' uses the server's own root data (server_gradient), which replicated "
+     "servers do not hold: run it with servers=1"),
     (["--servers", "2", "--byzantine-servers", "1"], "median needs n >= 2f+1"),
     (["--servers", "4", "--byzantine-servers", "1", "--gather-rule", "krum"], "gather"),
     (["--servers", "3", "--byzantine-servers", "3"], "byzantine_servers must be in [0, servers)"),
