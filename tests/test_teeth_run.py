@@ -1,0 +1,101 @@
+"""Issue 22, tests with teeth: `engine.run`'s schedule and outcomes, and model buffers in
+checkpoints, which mutation testing of the engine found unpinned (docs/mutation-testing.md).
+"""
+import math
+import time
+
+import pytest
+import torch
+
+from benchmark import engine
+from benchmark.config import make_config
+from tests.plugin_fixtures import write_plugin
+
+
+def run(**settings):
+    steps, evaluations = [], []
+    config = make_config(**{"task": "digits", "defense": "median", "attack": "little",
+                            "steps": 10, "eval_every": 4, **settings})
+    started = time.monotonic()
+    outcome = engine.run(config, steps.append, evaluations.append)
+    return outcome, steps, evaluations, time.monotonic() - started
+
+
+def test_a_run_evaluates_at_the_start_every_eval_every_steps_and_at_the_end():
+    outcome, steps, evaluations, wall = run()
+    assert (outcome.status, outcome.reason, outcome.steps_done) == ("ok", None, 10)
+    assert [row["step"] for row in steps] == list(range(10))
+    assert [row["step"] for row in evaluations] == [0, 4, 8, 10]
+    assert 0 < outcome.timings["seconds"] <= wall
+
+
+def test_a_resumed_simulation_does_not_evaluate_its_first_step_again():
+    config = make_config(task="digits", defense="median", attack="little", steps=6,
+                         eval_every=4)
+    first = engine.Simulation(config)
+    for _ in range(5):
+        first.step()
+    resumed = engine.Simulation(config)
+    resumed.load_state_dict(first.state_dict())
+    evaluations = []
+    outcome = engine.run(config, lambda row: None, evaluations.append, simulation=resumed)
+    assert outcome.steps_done == 6
+    assert [row["step"] for row in evaluations] == [6]
+
+
+def test_a_run_past_its_time_budget_fails_after_the_step_with_the_reason():
+    outcome, steps, _, _ = run(time_budget=1e-9)
+    assert outcome.status == "failed"
+    assert outcome.reason == "time budget of 1e-09 s exceeded after step 1"
+    assert outcome.steps_done == 1 and len(steps) == 1
+
+
+def test_a_run_within_its_time_budget_is_not_cut():
+    outcome, _, _, _ = run(time_budget=3600)
+    assert (outcome.status, outcome.steps_done) == ("ok", 10)
+
+
+def test_a_diverging_run_ends_diverged_with_the_step_and_keeps_what_it_did():
+    outcome, steps, _, _ = run(defense="average", attack="empire:factor=-1e30", clip=None,
+                               momentum_at="update")
+    assert outcome.status == "diverged"
+    assert outcome.reason == "non-finite training loss at step 1"  # step 0's update blew up
+    assert len(steps) == outcome.steps_done == 1
+    assert math.isfinite(outcome.timings["seconds"])
+
+
+BATCHNORM_TASK = """
+    import torch
+    from benchmark.api import Task
+    from tasks.digits import load
+
+    def model():
+        return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16),
+                                   torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+    task = Task(name="batchnorm-digits", load=load, model=model,
+                loss=torch.nn.functional.cross_entropy,
+                defaults=dict(n=7, f=1, batch_size=16, lr=0.1, steps=6, eval_every=3))
+"""
+
+
+def test_a_checkpoint_carries_the_models_buffers(plugin_dir):
+    """BatchNorm's running statistics move with every training forward pass: a resumed
+    run must start from the saved ones, not from the new model's."""
+    write_plugin(plugin_dir, "tasks", "batchnorm_digits", BATCHNORM_TASK)
+    config = make_config(task="batchnorm-digits", defense="median", attack="little")
+    whole = engine.Simulation(config)
+    for _ in range(3):
+        whole.step()
+    state = whole.state_dict()
+    assert any(name.endswith("running_mean") for name in state["buffers"])
+    resumed = engine.Simulation(config)
+    resumed.load_state_dict(state)
+    for simulation in (whole, resumed):
+        for _ in range(3):
+            simulation.step()
+    assert torch.equal(resumed.theta, whole.theta)
+    assert resumed.evaluate() == whole.evaluate()
+    for name, buffer in whole.functions.buffers.items():
+        assert torch.equal(resumed.functions.buffers[name], buffer), name
+
