@@ -76,6 +76,10 @@ CANARIES = {
     "bucketing+trmean-labelflip-servers-server": dict(
         defense="bucketing:s=2+trmean", attack="labelflip", momentum_at="server", servers=4,
         byzantine_servers=1, server_attack="model-empire", gather_every=2, pull_rule="meamed"),
+    "median-little-servers-random-rules": dict(
+        defense="median", attack="little", momentum_at="worker", servers=5,
+        byzantine_servers=1, server_attack="model-little", gather_every=2,
+        gather_rule="bucketing:s=2+median", pull_rule="dnc", worker_equivocation=True),
     "fashion-mnist-median-little": dict(task="fashion-mnist", defense="median",
                                         attack="little", momentum_at="worker", n=7, f=2,
                                         batch_size=8, steps=3, eval_every=3),
