@@ -1,5 +1,6 @@
-"""Issue 22, tests with teeth: `engine.run`'s schedule and outcomes, and model buffers in
-checkpoints, which mutation testing of the engine found unpinned (docs/mutation-testing.md).
+"""Issue 22, tests with teeth: `engine.run`'s schedule and outcomes, and what checkpoints
+carry (model buffers, state containers, shapes), which mutation testing of the engine found
+unpinned (docs/mutation-testing.md).
 """
 import math
 import time
@@ -99,3 +100,27 @@ def test_a_checkpoint_carries_the_models_buffers(plugin_dir):
     for name, buffer in whole.functions.buffers.items():
         assert torch.equal(resumed.functions.buffers[name], buffer), name
 
+
+
+def test_checkpoint_state_keeps_its_containers_and_namedtuples():
+    from collections import namedtuple
+
+    from benchmark.stages.state import on_device
+
+    Pair = namedtuple("Pair", "vector count")
+    state = {"history": [torch.ones(2), (torch.zeros(1), 3)], "pair": Pair(torch.ones(3), 4),
+             "label": "x"}
+    moved = on_device(state, torch.device("cpu"))
+    assert type(moved["history"]) is list and type(moved["history"][1]) is tuple
+    assert type(moved["pair"]) is Pair and moved["pair"].count == 4
+    assert torch.equal(moved["pair"].vector, torch.ones(3)) and moved["label"] == "x"
+
+
+def test_a_checkpoint_of_another_shape_is_refused_with_both_shapes():
+    from benchmark.stages.state import restored
+
+    with pytest.raises(ValueError, match=r"^checkpoint theta has shape \(3,\), this run "
+                                         r"\(4,\)$"):
+        restored("theta", torch.zeros(4), torch.zeros(3))
+    copy = restored("theta", torch.zeros(2, dtype=torch.float64), torch.ones(2))
+    assert copy.dtype == torch.float64 and torch.equal(copy, torch.ones(2, dtype=torch.float64))
