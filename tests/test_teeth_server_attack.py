@@ -97,3 +97,16 @@ def test_a_check_that_objects_refuses_with_the_servers_and_the_reason(plugin_dir
                                          r"byzantine_servers=1: needs an even number of "
                                          r"servers$"):
         attack.check(3)
+
+
+def test_options_from_the_attack_text_reach_the_plugin(plugin_dir):
+    write_plugin(plugin_dir, "server_attacks", "scaled", """
+        from benchmark.api import ServerAttack
+
+        def craft(models, f, recipients, scale=1.0):
+            return models[:f] * scale
+
+        server_attack = ServerAttack(name="scaled", attack=craft)
+    """)
+    attack = BoundServerAttack("scaled:scale=3", 1, torch.Generator())
+    assert torch.equal(attack(MODELS, 5), MODELS[:1] * 3)
