@@ -189,3 +189,29 @@ def test_a_host_that_writes_a_selection_count_it_cannot_have_fails_the_call(plug
                 isolated(torch.ones(5, 4))
     finally:
         isolated.close()
+
+
+def test_closing_a_run_adds_its_hosts_cpu_less_the_runs_polling(monkeypatch):
+    """Every isolated rule of the run (replicated servers have several) counts: its host's
+    CPU time, less what the run spent polling for its answers."""
+    from benchmark.config import make_config
+    from benchmark.engine import Simulation
+
+    class Host:
+        def __init__(self, cpu, polled):
+            self.cpu, self.polled, self.closed = cpu, polled, False
+
+        def cpu_seconds(self):
+            return self.cpu
+
+        def polled_seconds(self):
+            return self.polled
+
+        def close(self):
+            self.closed = True
+
+    simulation = Simulation(make_config(task="digits", defense="median", attack="little",
+                                        steps=1), isolate_defense=False)
+    simulation.isolated = [Host(0.5, 0.125), Host(0.25, 0.0625)]
+    assert simulation.close() == 0.5 - 0.125 + 0.25 - 0.0625
+    assert all(host.closed for host in simulation.isolated)
