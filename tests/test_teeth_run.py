@@ -124,3 +124,24 @@ def test_a_checkpoint_of_another_shape_is_refused_with_both_shapes():
         restored("theta", torch.zeros(4), torch.zeros(3))
     copy = restored("theta", torch.zeros(2, dtype=torch.float64), torch.ones(2))
     assert copy.dtype == torch.float64 and torch.equal(copy, torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"local_steps": 2}, {"defense": "fltrust", "local_steps": 2},
+    {"servers": 3, "byzantine_servers": 1, "server_attack": "model-little",
+     "gather_every": 2, "local_steps": 2}], ids=["plain", "local", "fltrust", "servers"])
+def test_each_step_uses_and_records_the_scheduled_learning_rate(settings):
+    outcome, steps, _, _ = run(steps=4, lr=0.1, lr_schedule=((2, 0.05),), **settings)
+    assert outcome.status == "ok", outcome.reason
+    assert [row["lr"] for row in steps] == [0.1, 0.1, 0.05, 0.05]
+
+
+def test_bfloat16_rows_are_placed_where_the_shuffle_says():
+    from benchmark.stages.channel import Channel
+
+    honest = torch.arange(12, dtype=torch.bfloat16).reshape(4, 3)
+    shuffled = Channel(torch.Generator().manual_seed(2), torch.device("cpu")).shuffle_honest(
+        honest, 2)
+    assert shuffled.matrix.dtype == torch.bfloat16
+    assert torch.equal(shuffled.matrix[shuffled.position[:4]], honest)
+    assert torch.equal(shuffled.permutation[shuffled.position], torch.arange(6))
