@@ -145,3 +145,42 @@ def test_bfloat16_rows_are_placed_where_the_shuffle_says():
     assert shuffled.matrix.dtype == torch.bfloat16
     assert torch.equal(shuffled.matrix[shuffled.position[:4]], honest)
     assert torch.equal(shuffled.permutation[shuffled.position], torch.arange(6))
+
+
+ACCUMULATING = """
+    import torch
+    from benchmark.api import Attack, Defense
+
+    def aggregate(gradients, f, state):
+        state.setdefault("total", torch.zeros(gradients.shape[1])).add_(gradients[0])
+        return gradients.mean(dim=0)
+
+    def craft(honest, f, defense, state):
+        state.setdefault("total", torch.zeros(honest.shape[1])).add_(honest[0])
+        return honest[:f] * -1.0
+
+    defense = Defense(name="accumulating", aggregate=aggregate, stateful=True)
+    attack = Attack(name="accumulating", attack=craft, stateful=True)
+"""
+
+
+def test_a_checkpoint_holds_copies_of_the_plugins_state_never_the_live_tensors(plugin_dir):
+    """A stateful defense or attack that updates a tensor of its state in place must not
+    change a checkpoint already taken, nor the one it was restored from."""
+    write_plugin(plugin_dir, "defenses", "accumulating", ACCUMULATING)
+    write_plugin(plugin_dir, "attacks", "accumulating", ACCUMULATING)
+    config = make_config(task="digits", defense="accumulating", attack="accumulating",
+                         steps=4)
+    simulation = engine.Simulation(config)
+    simulation.step()
+    saved = simulation.state_dict()
+    def saved_totals():  # the defense's states, one per component; the attack's state
+        return saved["defense_states"][0]["total"], saved["attack_states"]["total"]
+
+    totals = [total.clone() for total in saved_totals()]
+    simulation.step()
+    resumed = engine.Simulation(config)
+    resumed.load_state_dict(saved)
+    resumed.step()
+    for total, before in zip(saved_totals(), totals):
+        assert torch.equal(total, before)
