@@ -204,3 +204,16 @@ def test_a_byzantine_server_moves_the_workers_only_through_a_non_robust_pull(pul
     # no gather in 6 steps: only the pulled models can carry the Byzantine server's model
     difference = float((final_models("model-empire") - final_models("none")).abs().max())
     assert (difference > 1e-3) == moved, difference
+
+
+def test_two_servers_are_replicated_and_one_correct_server_has_no_drift():
+    """servers=2 is already the replicated protocol (drift recorded); with one of the two
+    Byzantine, the only correct model drifts from nothing."""
+    common = dict(task="digits", defense="median", attack="little", steps=2)
+    two = engine.Simulation(make_config(**common, servers=2, worker_equivocation=True))
+    rows = [two.step() for _ in range(2)]
+    assert all("server_drift" in row for row in rows) and rows[0]["server_drift"] > 0
+    alone = engine.Simulation(make_config(**common, servers=2, byzantine_servers=1,
+                                          pull_rule="average", gather_rule="average",
+                                          server_attack="model-little"))
+    assert [alone.step()["server_drift"] for _ in range(2)] == [0.0, 0.0]
