@@ -215,3 +215,30 @@ def test_closing_a_run_adds_its_hosts_cpu_less_the_runs_polling(monkeypatch):
     simulation.isolated = [Host(0.5, 0.125), Host(0.25, 0.0625)]
     assert simulation.close() == 0.5 - 0.125 + 0.25 - 0.0625
     assert all(host.closed for host in simulation.isolated)
+
+
+@linux_only
+def test_every_rule_of_a_replicated_run_has_a_host_and_each_channel_builds_in_its_memory():
+    """No copy a step: each channel writes its rows straight into the shared memory of the
+    defense it feeds, and the model rules run in hosts of their own too."""
+    from benchmark.config import make_config
+    from benchmark.engine import Simulation
+
+    simulation = Simulation(make_config(task="digits", defense="median", attack="little",
+                                        steps=2, servers=3, byzantine_servers=1,
+                                        server_attack="model-little"), isolate_defense=True)
+    try:
+        simulation.step()
+        replicas = simulation.replicas
+        for channel, server in zip(replicas.channels, replicas.servers):
+            assert isinstance(server.defense, IsolatedDefense)
+            assert channel.allocate == server.defense.input_buffer
+        assert len({id(server.defense) for server in replicas.servers}) == len(replicas.servers)
+        assert isinstance(replicas.pull_rule, IsolatedDefense)
+        assert isinstance(replicas.gather_rule, IsolatedDefense)
+        plain = Simulation(make_config(task="digits", defense="median", attack="little",
+                                       steps=1), isolate_defense=True)
+        assert plain.channel.allocate == plain.server.defense.input_buffer
+        plain.close()
+    finally:
+        simulation.close()
