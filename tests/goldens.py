@@ -76,10 +76,13 @@ CANARIES = {
     "bucketing+trmean-labelflip-servers-server": dict(
         defense="bucketing:s=2+trmean", attack="labelflip", momentum_at="server", servers=4,
         byzantine_servers=1, server_attack="model-empire", gather_every=2, pull_rule="meamed"),
-    "median-little-servers-random-rules": dict(
-        defense="median", attack="little", momentum_at="worker", servers=5,
+    "median-gaussian-servers-random-rules": dict(
+        defense="median", attack="gaussian", momentum_at="worker", servers=5,
         byzantine_servers=1, server_attack="model-little", gather_every=2,
-        gather_rule="bucketing:s=2+median", pull_rule="dnc", worker_equivocation=True),
+        gather_rule="dnc", pull_rule="bucketing:s=2+median", worker_equivocation=True),
+    "median-labelflip-equivocating-servers": dict(
+        defense="median", attack="labelflip", momentum_at="worker", servers=4,
+        byzantine_servers=1, server_attack="equivocation", gather_every=3),
     "fashion-mnist-median-little": dict(task="fashion-mnist", defense="median",
                                         attack="little", momentum_at="worker", n=7, f=2,
                                         batch_size=8, steps=3, eval_every=3),
