@@ -184,3 +184,34 @@ def test_a_checkpoint_holds_copies_of_the_plugins_state_never_the_live_tensors(p
     resumed.step()
     for total, before in zip(saved_totals(), totals):
         assert torch.equal(total, before)
+
+
+HUGE = """
+    import torch
+    from benchmark.api import Defense
+
+    def aggregate(gradients, f):
+        return torch.full((gradients.shape[1],), 3e38)  # finite, but not once scaled by lr
+
+    defense = Defense(name="huge", aggregate=aggregate)
+"""
+
+
+@pytest.mark.parametrize("servers", [{}, {"servers": 3, "byzantine_servers": 1,
+                                           "server_attack": "model-little"}],
+                         ids=["one server", "replicated"])
+def test_a_run_whose_parameters_overflow_diverges_after_that_step(plugin_dir, servers):
+    write_plugin(plugin_dir, "defenses", "huge", HUGE)
+    outcome, steps, _, _ = run(defense="huge", lr=10.0, **servers)
+    assert outcome.status == "diverged"
+    assert outcome.reason == "non-finite parameters after step 0"
+    assert outcome.steps_done == 0 and steps == []
+
+
+def test_a_replicated_run_with_a_non_finite_loss_diverges_with_the_step():
+    outcome, _, _, _ = run(defense="average", attack="empire:factor=-1e30", clip=None,
+                           momentum_at="update", servers=3, byzantine_servers=1,
+                           server_attack="model-little", pull_rule="average",
+                           gather_rule="average")
+    assert outcome.status == "diverged"
+    assert outcome.reason == "non-finite training loss at step 1"
