@@ -215,3 +215,27 @@ def test_a_replicated_run_with_a_non_finite_loss_diverges_with_the_step():
                            gather_rule="average")
     assert outcome.status == "diverged"
     assert outcome.reason == "non-finite training loss at step 1"
+
+
+def test_keyed_streams_are_seeded_from_the_key_the_run_seed_the_stream_and_its_index():
+    """Under a secret key (`verify --keyed`) the streams a defense could use to find the
+    rows (the shuffle, the defenses', the replicated servers') are seeded by keyed_seed of
+    all four; the others keep stream_seed."""
+    from benchmark.streams import keyed_seed, stream_seed
+
+    config = make_config(task="digits", defense="median", attack="little", steps=1, seed=7,
+                         servers=3, byzantine_servers=1, server_attack="model-little")
+    key = b"a secret the defense cannot read"
+    simulation = engine.Simulation(config, stream_key=key)
+    assert simulation.channel.generator.initial_seed() == keyed_seed(key, 7, "shuffle", 0)
+    assert simulation.server.defense.generator.initial_seed() == keyed_seed(key, 7, "defense")
+    replicas = simulation.replicas  # the first correct server is the run's own
+    assert replicas.servers[0] is simulation.server and len(replicas.servers) == 2
+    for index, (server, channel) in enumerate(zip(replicas.servers, replicas.channels)):
+        if index == 0:
+            continue
+        assert server.defense.generator.initial_seed() == keyed_seed(key, 7, "servers",
+                                                                     2 * index)
+        assert channel.generator.initial_seed() == keyed_seed(key, 7, "servers", 2 * index + 1)
+    assert simulation.adversary.attack.generator.initial_seed() == stream_seed(7, "attack")
+    assert keyed_seed(key, 7, "shuffle") != keyed_seed(b"another key", 7, "shuffle")
