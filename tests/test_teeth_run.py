@@ -239,3 +239,26 @@ def test_keyed_streams_are_seeded_from_the_key_the_run_seed_the_stream_and_its_i
         assert channel.generator.initial_seed() == keyed_seed(key, 7, "servers", 2 * index + 1)
     assert simulation.adversary.attack.generator.initial_seed() == stream_seed(7, "attack")
     assert keyed_seed(key, 7, "shuffle") != keyed_seed(b"another key", 7, "shuffle")
+
+
+def test_checkpoints_are_taken_every_checkpoint_every_steps_but_never_at_the_last():
+    config = make_config(task="digits", defense="median", attack="little", steps=10,
+                         eval_every=5, checkpoint_every=5)
+    taken = []
+    engine.run(config, lambda row: None, lambda row: None,
+               on_checkpoint=lambda simulation: taken.append(simulation.step_index))
+    assert taken == [5]  # the run publishes its results at step 10 instead
+
+
+@pytest.mark.parametrize("other, message", [
+    ({"n": 9}, r"^checkpoint worker_momentum has shape \(9, 4810\), this run \(7, 4810\)$"),
+    ({"servers": 4}, r"^checkpoint has 2 correct servers, this run 3$"),
+])
+def test_a_checkpoint_of_another_run_is_refused_with_what_differs(other, message):
+    common = dict(task="digits", defense="median", attack="little", momentum_at="worker",
+                  steps=2, servers=3, byzantine_servers=1, server_attack="model-little")
+    saved = engine.Simulation(make_config(**common))
+    saved.step()
+    other_run = engine.Simulation(make_config(**{**common, **other}))
+    with pytest.raises(ValueError, match=message):
+        other_run.load_state_dict(saved.state_dict())
