@@ -81,8 +81,9 @@ CANARIES = {
         byzantine_servers=1, server_attack="model-little", gather_every=2,
         gather_rule="dnc", pull_rule="bucketing:s=2+median", worker_equivocation=True),
     "median-labelflip-equivocating-servers": dict(
-        defense="median", attack="labelflip", momentum_at="worker", servers=4,
-        byzantine_servers=1, server_attack="equivocation", gather_every=3),
+        defense="median", attack="labelflip", momentum_at="worker", servers=5,
+        byzantine_servers=1, server_attack="equivocation", gather_every=3,
+        gather_rule="bucketing:s=2+median"),
     "fashion-mnist-median-little": dict(task="fashion-mnist", defense="median",
                                         attack="little", momentum_at="worker", n=7, f=2,
                                         batch_size=8, steps=3, eval_every=3),
