@@ -129,8 +129,30 @@ def test_a_defense_writing_a_byzantine_row_through_numpy_fails_the_cell(plugin_d
     (marked, _), = CAPTURED  # the first step already fails
     assert int(marked.sum()) == 2 and not marked.all()
     assert outcome.status == "failed"
-    assert "defense modified its input gradients" in outcome.reason
+    assert outcome.reason == "defense modified its input gradients"  # only it reaches them
     assert outcome.steps_done == 0
+
+
+def test_an_honest_row_written_through_numpy_could_be_either_plugins_doing(plugin_dir):
+    """In the run's process, a write outside torch to an honest row is seen only when the
+    copy is compared again: the attack could have written the row it was given too."""
+    write_plugin(plugin_dir, "defenses", "teeth_honest_writer", """
+        from benchmark.api import Defense
+        def aggregate(gradients, f):
+            mean = gradients.mean(dim=0)
+            gradients.numpy()[:] = 0.0  # every row, the honest ones included
+            return mean
+        defense = Defense(name="teeth-honest-writer", aggregate=aggregate)
+    """)
+    config = make_config(task="digits", defense="teeth-honest-writer", attack="none", n=5,
+                         f=0, steps=2, batch_size=16)
+    outcome = engine.run(config, lambda row: None, lambda row: None)
+    assert outcome.status == "failed"
+    assert outcome.reason == (
+        "attack modified the honest vectors it was given, or defense modified its input "
+        "gradients: an honest row changed outside torch (e.g. through .numpy()), after the "
+        "harness copied it for the defense and before it compared the copy again, so either "
+        "plugin may have written it")
 
 
 # --- 4. stream seeds --------------------------------------------------------------------
