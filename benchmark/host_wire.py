@@ -31,10 +31,15 @@ def receive(connection):
 WAKE = ("wake",)  # "look at the shared control block" (benchmark.host_handoff)
 
 
+def tag(message) -> str | None:
+    """A message's kind, its first item, if it is a tuple opening on a string (a reply
+    from a plugin's process may be anything)."""
+    return message[0] if type(message) is tuple and message and type(message[0]) is str \
+        else None
+
+
 def is_wake(message) -> bool:
-    """Whether a message from the other side is WAKE (a reply may be anything)."""
-    return type(message) is tuple and len(message) == 1 and message[0] is not None \
-        and type(message[0]) is str and message[0] == WAKE[0]
+    return tag(message) == WAKE[0] and len(message) == 1
 
 
 def raised_reply(error: BaseException) -> tuple:

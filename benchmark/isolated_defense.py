@@ -36,7 +36,7 @@ import torch
 from . import defense_catalog
 from .host_handoff import POLL_VARIABLE, ControlBlock, Waiter, polling_wanted
 from .host_template import TEMPLATE
-from .host_wire import WAKE, is_wake, raised_exception, receive_reply, send
+from .host_wire import WAKE, is_wake, raised_exception, receive_reply, send, tag
 from .plugins import BoundDefense, PluginFailure
 from .process_guard import keep_memory_private
 from .worker_hygiene import kill_group
@@ -54,8 +54,9 @@ def wanted(device: str) -> bool:
 
 def process_settings() -> dict[str, str | None]:
     """How this process runs defenses, as the variables that say it: in-process or not,
-    declarations imported or from a catalog, polling for answers or not. A process running cells for another one that
-    did not start it (a remote Dask worker) takes them over (`settings_applied`)."""
+    declarations imported or from a catalog, polling for answers or not. A process running
+    cells for another one that did not start it (a remote Dask worker) takes them over
+    (`settings_applied`)."""
     return {name: os.environ.get(name)
             for name in (IN_PROCESS_VARIABLE, defense_catalog.VARIABLE, POLL_VARIABLE)}
 
@@ -186,14 +187,12 @@ class IsolatedDefense:
         slots, doing = self._control.slots, "aggregating"
         slots[ControlBlock.ROWS], slots[ControlBlock.WIDTH] = rows, d
         self._calls += 1
-        slots[ControlBlock.REQUEST] = called = self._calls
+        slots[ControlBlock.REQUEST] = self._calls
         if slots[ControlBlock.HOST_ASLEEP]:
             self._send(WAKE, doing)
         while True:
-            arrived = self._waiter.wait(
-                self.connection, self._time_left(),
-                arrived=lambda: slots[ControlBlock.ANSWER] == called,
-                asleep=lambda asleep: slots.__setitem__(ControlBlock.RUN_ASLEEP, int(asleep)))
+            arrived = self._waiter.wait(self.connection, self._time_left(),
+                                        arrived=self._answered, asleep=self._asleep)
             if arrived is None:
                 raise self._timed_out(doing)
             if arrived == "socket":  # a wake-up, the host gone, or the reply itself
@@ -241,6 +240,12 @@ class IsolatedDefense:
             send(self.connection, message)
         except OSError:
             raise self._ended(doing) from None
+
+    def _answered(self) -> bool:
+        return self._control.slots[ControlBlock.ANSWER] == self._calls
+
+    def _asleep(self, asleep: bool) -> None:
+        self._control.slots[ControlBlock.RUN_ASLEEP] = int(asleep)
 
     def _time_left(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
@@ -301,7 +306,7 @@ class IsolatedDefense:
 
 
 def _raise_if_raised(reply):
-    if type(reply) is tuple and reply and type(reply[0]) is str and reply[0] == "raised":
+    if tag(reply) == "raised":
         raise raised_exception(reply)
     return reply
 
